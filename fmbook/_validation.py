@@ -1,0 +1,138 @@
+"""Argument checks shared by the public functions of :mod:`fmbook`.
+
+Every check raises ``ValueError`` (or ``TypeError`` for a wrong type) with a message that
+names the argument and says what was expected, so that a reader's mistake is reported
+where it was made rather than deep inside torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import torch
+from torch import Tensor
+
+TimeLike = Union[float, int, Tensor]
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    """Check that ``x`` is a floating-point tensor with only finite values."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
+    return x
+
+
+def check_points(x: object, name: str, dim: int | None = None) -> Tensor:
+    """Check a batch of points: a finite float tensor of shape ``(B, d)`` with ``B >= 1``."""
+    x = check_tensor(x, name)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, dim), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one point, got an empty batch")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} must have {dim} columns, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_batch(x: object, name: str) -> Tensor:
+    """Check a batch of data of any event shape: ``(B, ...)`` with ``B >= 1``, finite."""
+    x = check_tensor(x, name)
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (batch, ...), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one sample, got an empty batch")
+    return x
+
+
+def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    """Check that two tensors have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def as_time(t: TimeLike, batch: int, like: Tensor, name: str = "t") -> Tensor:
+    """Turn ``t`` (a float, or a tensor of shape ``()``, ``(B,)`` or ``(B, 1)``) into ``(B,)``.
+
+    The values must lie in [0, 1]. The result has the dtype and device of ``like``.
+    """
+    if isinstance(t, bool):
+        raise TypeError(f"{name} must be a float or a tensor, got bool")
+    if isinstance(t, (int, float)):
+        if not math.isfinite(t) or not 0.0 <= t <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {t}")
+        return torch.full((batch,), float(t), dtype=like.dtype, device=like.device)
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a float or a torch.Tensor, got {type(t).__name__}")
+    if t.ndim == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.ndim == 0:
+        t = t.expand(batch)
+    if t.ndim != 1 or t.shape[0] != batch:
+        raise ValueError(
+            f"{name} must be a float or have shape ({batch},) or ({batch}, 1) to match the "
+            f"batch, got shape {tuple(t.shape)}"
+        )
+    t = t.to(dtype=like.dtype, device=like.device)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
+    if bool((t < 0).any()) or bool((t > 1).any()):
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in "
+            f"[{t.min().item():.4g}, {t.max().item():.4g}]"
+        )
+    return t
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    """Check that ``value`` is an int (not a bool) that is at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_positive_float(value: object, name: str, allow_zero: bool = False) -> float:
+    """Check that ``value`` is a finite real number, > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not math.isfinite(value) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def check_unit_interval(value: object, name: str, open_low: bool = False, open_high: bool = False) -> float:
+    """Check that ``value`` is a real number in [0, 1] (ends excluded when asked)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not (math.isfinite(value) and low_ok and high_ok):
+        lo = "(" if open_low else "["
+        hi = ")" if open_high else "]"
+        raise ValueError(f"{name} must lie in {lo}0, 1{hi}, got {value}")
+    return value
+
+
+def check_model_output(out: object, expected_shape: torch.Size, name: str = "model(x, t)") -> Tensor:
+    """Check that a velocity model returned a tensor of the shape of its input."""
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
+    if out.shape != expected_shape:
+        raise ValueError(
+            f"{name} must return a tensor of shape {tuple(expected_shape)} (the shape of x), "
+            f"got {tuple(out.shape)}"
+        )
+    return out

@@ -1,0 +1,183 @@
+"""Seeded toy data sets in the plane, and the standard Gaussian source.
+
+Every sampler has the signature ``sampler(n, seed=None) -> Tensor`` and returns a float32
+tensor of shape ``(n, 2)`` (``(n, dim)`` for :func:`sample_gaussian`). With an integer
+``seed`` the result is the same on every call; with ``seed=None`` a seed is drawn from
+torch's global generator, so ``torch.manual_seed`` makes a whole notebook reproducible.
+
+The data sets are scaled to a common size: each fits in the box [-3.5, 3.5]^2 and has a
+standard deviation of order one, like the Gaussian source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn.datasets import make_moons
+from torch import Tensor
+
+from ._validation import check_positive_float, check_positive_int
+
+Sampler = Callable[..., Tensor]
+
+
+def _resolve_seed(seed: int | None) -> int:
+    """An explicit seed, or one drawn from torch's global generator when ``seed`` is None."""
+    if seed is None:
+        return int(torch.randint(0, 2**31 - 1, ()).item())
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return seed
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def sample_moons_with_labels(
+    n: int, seed: int | None = None, noise: float = 0.05
+) -> tuple[Tensor, Tensor]:
+    """Canonical moons with the index of the moon (0 upper, 1 lower) of each point.
+
+    The distribution of ``2 * (X - (0.5, 0.25))`` with ``X = make_moons(n, noise)``: the
+    upper arc ``(cos a, sin a)`` and the lower arc ``(1 - cos a, 0.5 - sin a)``, ``a`` in
+    [0, pi], each with probability 1/2, plus isotropic Gaussian noise of standard deviation
+    ``noise`` (before the scaling by 2). The two moons are half circles of radius 2 centred
+    at ``(-1, 0.5)`` and ``(1, -0.5)``.
+
+    scikit-learn places the points of ``make_moons`` evenly along the arcs, a stratified
+    rather than a random sample: two calls then give almost the same set, which would make
+    the noise floor of a metric unreachably small for a model that samples independently.
+    Here the arc position ``a`` is drawn uniformly at random, so the points are independent
+    draws of the same distribution (the tests compare the two).
+
+    Returns ``(x, y)``: float32 ``(n, 2)`` and int64 ``(n,)``.
+    """
+    check_positive_int(n, "n")
+    check_positive_float(noise, "noise", allow_zero=True)
+    g = _generator(_resolve_seed(seed))
+    y = torch.randint(0, 2, (n,), generator=g)
+    a = torch.rand(n, generator=g, dtype=torch.float64) * math.pi
+    upper = torch.stack([a.cos(), a.sin()], dim=1)
+    lower = torch.stack([1 - a.cos(), 0.5 - a.sin()], dim=1)
+    x = torch.where(y[:, None] == 0, upper, lower)
+    x = x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x = 2.0 * (x - torch.tensor([0.5, 0.25], dtype=torch.float64))
+    return x.to(torch.float32), y
+
+
+def sample_moons(n: int, seed: int | None = None, noise: float = 0.05) -> Tensor:
+    """The canonical two moons, float32 ``(n, 2)``; see :func:`sample_moons_with_labels`."""
+    return sample_moons_with_labels(n, seed=seed, noise=noise)[0]
+
+
+def canonical_moons_sklearn(n: int, seed: int = 0, noise: float = 0.05) -> Tensor:
+    """``2 * (X - (0.5, 0.25))`` with ``X = sklearn.datasets.make_moons(n, noise)``: the reference
+    definition of the canonical moons (points evenly spaced along the arcs), float32 ``(n, 2)``."""
+    check_positive_int(n, "n")
+    x, _ = make_moons(n_samples=n, noise=noise, random_state=_resolve_seed(seed))
+    return torch.as_tensor(2.0 * (x - np.array([0.5, 0.25])), dtype=torch.float32)
+
+
+def sample_eight_gaussians(
+    n: int, seed: int | None = None, radius: float = 3.0, std: float = 0.3
+) -> Tensor:
+    """A mixture of eight equally weighted Gaussians with centres evenly spaced on a circle.
+
+    Centres ``radius * (cos(k pi / 4), sin(k pi / 4))`` for k = 0..7, covariance ``std^2 I``.
+    Returns a float32 tensor of shape ``(n, 2)``.
+    """
+    check_positive_int(n, "n")
+    check_positive_float(radius, "radius")
+    check_positive_float(std, "std")
+    g = _generator(_resolve_seed(seed))
+    angles = torch.arange(8, dtype=torch.float64) * (math.pi / 4)
+    centres = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+    which = torch.randint(0, 8, (n,), generator=g)
+    x = centres[which] + std * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return x.to(torch.float32)
+
+
+def sample_checkerboard(n: int, seed: int | None = None, cell: float = 1.5) -> Tensor:
+    """Uniform on the dark cells of a 4 x 4 checkerboard of side ``4 * cell``, centred at 0.
+
+    Returns a float32 tensor of shape ``(n, 2)``.
+    """
+    check_positive_int(n, "n")
+    check_positive_float(cell, "cell")
+    g = _generator(_resolve_seed(seed))
+    col = torch.randint(0, 4, (n,), generator=g)
+    row = 2 * torch.randint(0, 2, (n,), generator=g) + (col % 2)  # rows of the same colour
+    u = torch.rand(n, 2, generator=g, dtype=torch.float64)
+    x = torch.stack([col + u[:, 0], row + u[:, 1]], dim=1) * cell - 2 * cell
+    return x.to(torch.float32)
+
+
+def sample_circles(
+    n: int, seed: int | None = None, noise: float = 0.05, radius: float = 3.0
+) -> Tensor:
+    """Two concentric circles of radii ``radius`` and ``radius / 2``, as scikit-learn's
+    ``make_circles(factor=0.5)`` scaled by ``radius``, with the angle drawn at random (see
+    :func:`sample_moons_with_labels` for why). ``noise`` is relative to the outer radius.
+    Returns a float32 tensor of shape ``(n, 2)``.
+    """
+    check_positive_int(n, "n")
+    check_positive_float(noise, "noise", allow_zero=True)
+    check_positive_float(radius, "radius")
+    g = _generator(_resolve_seed(seed))
+    r = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, 0.5).to(torch.float64)
+    a = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
+    x = r[:, None] * torch.stack([a.cos(), a.sin()], dim=1)
+    x = x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return (radius * x).to(torch.float32)
+
+
+def sample_spirals(
+    n: int, seed: int | None = None, noise: float = 0.1, turns: float = 1.5
+) -> Tensor:
+    """Two interleaved spiral arms, each the mirror image of the other through the origin.
+
+    A point at angle ``theta`` in [0, 2 pi turns] on an arm has radius ``3 theta / (2 pi turns)``;
+    Gaussian noise of standard deviation ``noise`` is added. Returns float32 ``(n, 2)``.
+    """
+    check_positive_int(n, "n")
+    check_positive_float(noise, "noise", allow_zero=True)
+    check_positive_float(turns, "turns")
+    g = _generator(_resolve_seed(seed))
+    theta_max = 2 * math.pi * turns
+    theta = torch.rand(n, generator=g, dtype=torch.float64).sqrt() * theta_max
+    r = 3.0 * theta / theta_max
+    arm = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, -1.0).to(torch.float64)
+    x = arm[:, None] * torch.stack([r * theta.cos(), r * theta.sin()], dim=1)
+    x = x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return x.to(torch.float32)
+
+
+def sample_gaussian(n: int, seed: int | None = None, dim: int = 2) -> Tensor:
+    """The standard Gaussian source N(0, I): a float32 tensor of shape ``(n, dim)``."""
+    check_positive_int(n, "n")
+    check_positive_int(dim, "dim")
+    g = _generator(_resolve_seed(seed))
+    return torch.randn(n, dim, generator=g)
+
+
+DATASETS: dict[str, Sampler] = {
+    "moons": sample_moons,
+    "eight_gaussians": sample_eight_gaussians,
+    "checkerboard": sample_checkerboard,
+    "circles": sample_circles,
+    "spirals": sample_spirals,
+    "gaussian": sample_gaussian,
+}
+
+
+def sample(name: str, n: int, seed: int | None = None) -> Tensor:
+    """Draw ``n`` points of the data set called ``name`` (a key of :data:`DATASETS`)."""
+    if name not in DATASETS:
+        raise ValueError(f"name must be one of {sorted(DATASETS)}, got {name!r}")
+    return DATASETS[name](n, seed=seed)

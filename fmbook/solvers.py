@@ -1,0 +1,211 @@
+r"""ODE solvers for sampling a flow: :math:`\frac{d}{dt} X_t = u_t(X_t)`.
+
+The fixed-step solvers are written out by hand, because they are what the book teaches;
+each step of size :math:`h` from time :math:`t`:
+
+* Euler (order 1, 1 evaluation): :math:`x + h\,u_t(x)`
+* midpoint (order 2, 2 evaluations): :math:`x + h\,u_{t+h/2}\big(x + \tfrac h2 u_t(x)\big)`
+* Heun (order 2, 2 evaluations): :math:`x + \tfrac h2 \big(k_1 + u_{t+h}(x + h k_1)\big)`, :math:`k_1 = u_t(x)`
+* classical Runge-Kutta (order 4, 4 evaluations).
+
+The adaptive Dormand-Prince solver comes from ``torchdiffeq``. Every solver reports the
+number of function evaluations (NFE) it used. A velocity is any callable ``velocity(x, t)``
+with ``x`` of shape ``(B, ...)`` and ``t`` of shape ``(B,)``, such as a trained model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchdiffeq import odeint
+
+from ._validation import check_batch, check_model_output, check_positive_float, check_positive_int
+
+Velocity = Callable[[Tensor, Tensor], Tensor]
+Step = Callable[[Velocity, Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass
+class ODESolution:
+    """The result of a solve.
+
+    Attributes:
+        x: the end points, shape ``(B, ...)``.
+        nfe: the number of velocity evaluations used (each on the whole batch).
+        times: the time grid, shape ``(T + 1,)``.
+        trajectory: the states on the grid, shape ``(B, T + 1, ...)`` (batch first), or None.
+    """
+
+    x: Tensor
+    nfe: int
+    times: Tensor
+    trajectory: Tensor | None = None
+
+
+def _at(t: Tensor, x: Tensor) -> Tensor:
+    """A scalar time as a batch of times ``(B,)``."""
+    return t.to(x.dtype).expand(x.shape[0])
+
+
+def euler_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+    """One Euler step: ``x + h u_t(x)``."""
+    return x + h * velocity(x, _at(t, x))
+
+
+def midpoint_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+    """One explicit midpoint step: ``x + h u_{t+h/2}(x + h/2 u_t(x))``."""
+    x_mid = x + 0.5 * h * velocity(x, _at(t, x))
+    return x + h * velocity(x_mid, _at(t + 0.5 * h, x))
+
+
+def heun_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+    """One Heun step (explicit trapezoid): the average of the slopes at both ends of an Euler step."""
+    k1 = velocity(x, _at(t, x))
+    k2 = velocity(x + h * k1, _at(t + h, x))
+    return x + 0.5 * h * (k1 + k2)
+
+
+def rk4_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+    """One step of the classical fourth-order Runge-Kutta method."""
+    k1 = velocity(x, _at(t, x))
+    k2 = velocity(x + 0.5 * h * k1, _at(t + 0.5 * h, x))
+    k3 = velocity(x + 0.5 * h * k2, _at(t + 0.5 * h, x))
+    k4 = velocity(x + h * k3, _at(t + h, x))
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+#: The hand-written fixed-step methods: name -> (step function, evaluations per step).
+FIXED_STEP_METHODS: dict[str, tuple[Step, int]] = {
+    "euler": (euler_step, 1),
+    "midpoint": (midpoint_step, 2),
+    "heun": (heun_step, 2),
+    "rk4": (rk4_step, 4),
+}
+
+
+def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0) -> Tensor:
+    """A uniform grid of ``steps + 1`` times from ``t0`` to ``t1`` (float64, shape ``(steps + 1,)``)."""
+    check_positive_int(steps, "steps")
+    for name, value in (("t0", t0), ("t1", t1)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    if t0 == t1:
+        raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
+    return torch.linspace(float(t0), float(t1), steps + 1, dtype=torch.float64)
+
+
+def _check_grid(t_grid: object) -> Tensor:
+    if not isinstance(t_grid, Tensor) or t_grid.ndim != 1 or t_grid.shape[0] < 2:
+        raise ValueError("t_grid must be a 1-D tensor of at least two times")
+    if not bool(torch.isfinite(t_grid).all()) or bool((t_grid < 0).any()) or bool((t_grid > 1).any()):
+        raise ValueError("t_grid must hold finite times in [0, 1]")
+    diffs = t_grid[1:] - t_grid[:-1]
+    if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+        raise ValueError("t_grid must be strictly increasing or strictly decreasing")
+    return t_grid
+
+
+class _CountingVelocity:
+    """Wraps a velocity: counts evaluations and checks the shape of its output."""
+
+    def __init__(self, velocity: Velocity, shape: torch.Size) -> None:
+        if not callable(velocity):
+            raise TypeError(f"velocity must be callable as velocity(x, t), got {type(velocity).__name__}")
+        self.velocity = velocity
+        self.shape = shape
+        self.nfe = 0
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        return check_model_output(self.velocity(x, t), self.shape, "velocity(x, t)")
+
+
+def solve_ode(
+    velocity: Velocity,
+    x0: Tensor,
+    steps: int | None = None,
+    method: str = "midpoint",
+    t_grid: Tensor | None = None,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    return_trajectory: bool = False,
+) -> ODESolution:
+    """Integrate ``dx/dt = velocity(x, t)`` with a hand-written fixed-step method.
+
+    Give either ``steps`` (a uniform grid from ``t0`` to ``t1``) or ``t_grid`` (any strictly
+    monotone grid in [0, 1]; a decreasing grid integrates backwards in time).
+
+    Args:
+        velocity: callable ``velocity(x, t)``, ``x`` ``(B, ...)``, ``t`` ``(B,)``.
+        x0: the initial states ``(B, ...)`` at the first time of the grid.
+        steps: number of steps (>= 1).
+        method: one of ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``.
+        t_grid: explicit time grid ``(T + 1,)``.
+        t0, t1: the ends of the uniform grid.
+        return_trajectory: also return the states on the grid, ``(B, T + 1, ...)``.
+
+    Returns:
+        :class:`ODESolution` with the end points and the NFE (steps times evaluations per step).
+    """
+    if method not in FIXED_STEP_METHODS:
+        raise ValueError(f"method must be one of {sorted(FIXED_STEP_METHODS)}, got {method!r}")
+    x = check_batch(x0, "x0")
+    if (steps is None) == (t_grid is None):
+        raise ValueError("give exactly one of steps (an int >= 1) or t_grid (a 1-D tensor of times)")
+    grid = time_grid(steps, t0, t1) if t_grid is None else _check_grid(t_grid)
+    grid = grid.to(device=x.device, dtype=torch.float64)
+    step, _ = FIXED_STEP_METHODS[method]
+    counted = _CountingVelocity(velocity, x.shape)
+    states = [x] if return_trajectory else None
+    for i in range(grid.shape[0] - 1):
+        t, h = grid[i], grid[i + 1] - grid[i]
+        x = step(counted, x, t, h.to(x.dtype))
+        if states is not None:
+            states.append(x)
+    trajectory = torch.stack(states, dim=1) if states is not None else None
+    return ODESolution(x, counted.nfe, grid, trajectory)
+
+
+def solve_adaptive(
+    velocity: Velocity,
+    x0: Tensor,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "dopri5",
+    t_eval: Tensor | None = None,
+) -> ODESolution:
+    """Integrate with an adaptive step-size solver of ``torchdiffeq`` (Dormand-Prince by default).
+
+    The step size is chosen so that the estimated local error stays below
+    ``atol + rtol * |x|``; the NFE is therefore an output, not an input.
+
+    Args:
+        velocity: callable ``velocity(x, t)``, ``x`` ``(B, ...)``, ``t`` ``(B,)``.
+        x0: the initial states ``(B, ...)`` at ``t0``.
+        t0, t1: start and end times in [0, 1] (``t1 < t0`` integrates backwards).
+        rtol, atol: relative and absolute tolerances (> 0).
+        method: a torchdiffeq adaptive method, e.g. ``"dopri5"``, ``"bosh3"``, ``"dopri8"``.
+        t_eval: optional times ``(T + 1,)`` (starting at ``t0``) at which to report the
+            trajectory.
+
+    Returns:
+        :class:`ODESolution`; ``trajectory`` is ``(B, T + 1, ...)`` when ``t_eval`` is given.
+    """
+    x0 = check_batch(x0, "x0")
+    check_positive_float(rtol, "rtol")
+    check_positive_float(atol, "atol")
+    grid = time_grid(1, t0, t1) if t_eval is None else _check_grid(t_eval)
+    grid = grid.to(device=x0.device, dtype=x0.dtype)
+    counted = _CountingVelocity(velocity, x0.shape)
+
+    def rhs(t: Tensor, x: Tensor) -> Tensor:  # torchdiffeq's argument order is (t, x)
+        return counted(x, t.expand(x.shape[0]))
+
+    states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method)
+    trajectory = states.movedim(0, 1) if t_eval is not None else None
+    return ODESolution(states[-1], counted.nfe, grid, trajectory)

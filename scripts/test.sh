@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of the book: lint, the unit tests of fmbook, every chapter under nbval,
+# and the book build with warnings as errors.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+start=$SECONDS
+echo "== ruff"
+ruff check .
+echo "== unit tests and chapters (nbval)"
+python -m pytest -n 2 --dist loadfile -q
+echo "== book build (warnings are errors)"
+rm -rf _build/html
+jupyter-book build . -W --keep-going
+echo "== all tests passed in $((SECONDS - start)) s; the book is at file://$root/_build/html/index.html"
