@@ -181,10 +181,10 @@ def test_ot_checker_rejects_typical_mistakes():
     _rejects(ex.check_ot_pairing, lambda x0, x1: torch.arange(len(x0)), "independent")
     greedy = lambda x0, x1: torch.cdist(x0, x1).argmin(1)  # usually not a permutation
     assert "permutation" in _rejects(ex.check_ot_pairing, greedy)
-    plain_distance = lambda x0, x1: torch.as_tensor(
-        ot.emd(np.full(len(x0), 1 / len(x0)), np.full(len(x1), 1 / len(x1)), ot.dist(x0.numpy(), x1.numpy(), "euclidean"))
-        .argmax(1)
-    )
+    def plain_distance(x0, x1):
+        w = np.full(len(x0), 1 / len(x0))
+        return torch.as_tensor(ot.emd(w, w, ot.dist(x0.numpy(), x1.numpy(), "euclidean")).argmax(1))
+
     _rejects(ex.check_ot_pairing, plain_distance, "squared distance")
     _rejects(ex.check_ot_pairing, lambda x0, x1: (x0, x1.flip(0)))
     assert "rows of the input" in _rejects(ex.check_ot_pairing, lambda x0, x1: (x0, x1 + 1))
