@@ -233,7 +233,32 @@ def animate_flow(
         html = animation.to_jshtml(default_mode="once")
     finally:
         plt.close(fig)
-    return HTML(html)
+    return HTML(_offline_player(html))
+
+
+#: Text symbols for the icons of matplotlib's JavaScript player (Font Awesome 4 class -> symbol).
+_PLAYER_ICONS = {
+    "fa fa-minus": "\u2212",
+    "fa fa-fast-backward": "|\u25c0\u25c0",
+    "fa fa-step-backward": "|\u25c0",
+    "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "\u275a\u275a",
+    "fa fa-play": "\u25b6",
+    "fa fa-step-forward": "\u25b6|",
+    "fa fa-fast-forward": "\u25b6\u25b6|",
+    "fa fa-plus": "+",
+}
+
+
+def _offline_player(html: str) -> str:
+    """matplotlib's player loads its button icons from a CDN stylesheet (Font Awesome); drop the
+    stylesheet and draw the buttons with text symbols, so that the animation needs no network."""
+    import re
+
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">\s*', "", html)
+    for icon, symbol in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', symbol)
+    return html
 
 
 def _render_png(draw: Callable[[Axes, object], object], value: object, size: tuple[float, float], dpi: int) -> bytes:

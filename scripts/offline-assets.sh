@@ -15,7 +15,8 @@ out="$root/_offline"
 mathjax=3.2.2
 html_manager=1.0.15
 requirejs=2.3.8
-want="npm: mathjax@$mathjax @jupyter-widgets/html-manager@$html_manager requirejs@$requirejs"
+setup_version=1  # bump when write_widget_setup changes
+want="setup $setup_version, npm: mathjax@$mathjax @jupyter-widgets/html-manager@$html_manager requirejs@$requirejs"
 
 if [ "${1:-}" != "--force" ] && [ -f "$out/SOURCE" ] && [ "$(cat "$out/SOURCE")" = "$want" ]; then
   echo "== offline assets: up to date in _offline/ ($want)"
@@ -24,6 +25,40 @@ fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+
+write_widget_setup() {
+  # Runs after RequireJS and before the widget manager (see nb_ipywidgets_js in _config.yml).
+  cat > "$1" <<'EOF_JS'
+// Set-up of the ipywidgets HTML manager for the book (written by scripts/offline-assets.sh).
+(function () {
+  // 1. The manager finds its icon fonts next to the files of its AMD modules: map those
+  //    modules to this folder, so that the fonts load from the book's own static files.
+  var src = document.currentScript && document.currentScript.src;
+  var here = src ? src.slice(0, src.lastIndexOf("/")) : "";
+  if (window.require && window.require.config && here) {
+    window.require.config({ paths: { "@jupyter-widgets/html-manager/dist": here, "@jupyter-widgets": here } });
+  }
+  // 2. The manager typesets widget labels with the MathJax 2 call
+  //    MathJax.Hub.Queue(["Typeset", MathJax.Hub, element]); the book loads MathJax 3,
+  //    which has no Hub. Give it one that typesets the element with MathJax 3.
+  function installHub() {
+    var mj = window.MathJax;
+    if (!mj || !mj.version || mj.Hub) return;
+    mj.Hub = {
+      Queue: function (job) {
+        var element = Array.isArray(job) ? job[2] : undefined;
+        mj.startup.promise
+          .then(function () { return mj.typesetPromise(element ? [element] : undefined); })
+          .catch(function (err) { console.warn("MathJax could not typeset a widget:", err); });
+      },
+    };
+  }
+  installHub();
+  // Deferred scripts (MathJax) have run by DOMContentLoaded; the widgets render after it.
+  document.addEventListener("DOMContentLoaded", installHub);
+})();
+EOF_JS
+}
 
 fetch_from_npm() {
   command -v npm >/dev/null 2>&1 || { echo "npm is not installed"; return 1; }
@@ -45,6 +80,7 @@ fetch_from_npm() {
   cp "$dist/embed-amd.js" "$stage/widgets/"
   cp "$dist"/*.woff2 "$dist"/*.woff "$dist"/*.ttf "$dist"/*.eot "$dist"/*.svg "$stage/widgets/"
   cp "$tmp/requirejs/package/require.js" "$stage/widgets/require.js"
+  write_widget_setup "$stage/widgets/setup.js"
   cp "$tmp/mathjax/package/LICENSE" "$stage/mathjax/LICENSE"
   echo "$want" > "$stage/SOURCE"
   rm -rf "$out"
@@ -77,11 +113,14 @@ EOF
     document.head.appendChild(s);
   }
   load("$cdn/requirejs@$requirejs/require.js", function () {
-    load("$cdn/@jupyter-widgets/html-manager@$html_manager/dist/embed-amd.js");
+    var dist = "$cdn/@jupyter-widgets/html-manager@$html_manager/dist";
+    window.require.config({ paths: { "@jupyter-widgets/html-manager/dist": dist, "@jupyter-widgets": dist } });
+    load(dist + "/embed-amd.js");
   });
 })();
 EOF
-  echo "cdn: mathjax@$mathjax @jupyter-widgets/html-manager@$html_manager requirejs@$requirejs" > "$out/SOURCE"
+  write_widget_setup "$out/widgets/setup.js"
+  echo "setup $setup_version, cdn: mathjax@$mathjax @jupyter-widgets/html-manager@$html_manager requirejs@$requirejs" > "$out/SOURCE"
 }
 
 if fetch_from_npm; then

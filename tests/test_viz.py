@@ -40,6 +40,9 @@ def test_animate_flow_embeds_every_frame_as_javascript_html():
     assert isinstance(out, HTML)
     assert "<script" in out.data and "animation" in out.data.lower()
     assert embedded_frames(out.data) == 11
+    # the player needs no network: no stylesheet from a CDN, no icon-font classes left
+    assert "http://" not in out.data and "https://" not in out.data
+    assert 'class="fa' not in out.data and "\u25b6" in out.data
 
 
 def test_animate_flow_limits_the_number_of_frames():
