@@ -295,7 +295,7 @@ def slider_figure(
         values: the values to choose from (at least one), e.g. times, schedulers or step counts.
         label: the control's description.
         fmt: turns a value into its label on the control.
-        control: ``"slider"`` (a slider with a play button) or ``"buttons"`` (toggle buttons,
+        control: ``"slider"`` (a selection slider) or ``"buttons"`` (toggle buttons,
             for a handful of named choices such as solvers or schedulers).
         size, dpi: the size of each panel in inches, and its resolution.
 
@@ -322,10 +322,8 @@ def slider_figure(
         widgets.jslink((chooser, "index"), (stack, "selected_index"))
         return widgets.VBox([chooser, stack])
     slider = widgets.SelectionSlider(options=labels, description=label, continuous_update=True)
-    play = widgets.Play(min=0, max=len(values) - 1, interval=400, description="play")
-    widgets.jslink((play, "value"), (slider, "index"))
     widgets.jslink((slider, "index"), (stack, "selected_index"))
-    return widgets.VBox([widgets.HBox([play, slider]), stack])
+    return widgets.VBox([slider, stack])
 
 
 def path_slider(
