@@ -169,6 +169,10 @@ def solve_ode(
     return ODESolution(x, counted.nfe, grid, trajectory)
 
 
+#: torchdiffeq's adaptive Runge-Kutta methods (they accept the ``step_t`` option).
+_RK_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
+
 def solve_adaptive(
     velocity: Velocity,
     x0: Tensor,
@@ -206,6 +210,10 @@ def solve_adaptive(
     def rhs(t: Tensor, x: Tensor) -> Tensor:  # torchdiffeq's argument order is (t, x)
         return counted(x, t.expand(x.shape[0]))
 
-    states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method)
+    # Make the adaptive Runge-Kutta methods end their steps on the requested times: otherwise
+    # torchdiffeq steps past the final time and interpolates back, evaluating the velocity at
+    # times outside [0, 1], where a path may not be defined.
+    options = {"step_t": grid[1:]} if method in _RK_ADAPTIVE else None
+    states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
     trajectory = states.movedim(0, 1) if t_eval is not None else None
     return ODESolution(states[-1], counted.nfe, grid, trajectory)

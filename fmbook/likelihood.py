@@ -1,0 +1,483 @@
+r"""Exact likelihoods of a flow: the instantaneous change of variables.
+
+If :math:`X_t` follows :math:`\frac{d}{dt}X_t = u_t(X_t)` with :math:`X_0 \sim p_0`, the
+log-density along a trajectory changes by minus the divergence of the velocity,
+
+.. math:: \frac{d}{dt} \log p_t(X_t) = -\nabla\!\cdot u_t(X_t),
+          \qquad
+          \log p_1(x_1) = \log p_0(x_0) - \int_0^1 \nabla\!\cdot u_t(x_t)\,dt,
+
+where :math:`x_t` is the trajectory through :math:`x_1` at time 1. :func:`log_prob` solves
+the augmented ODE for :math:`(x_t, \ell_t)` with :math:`\dot\ell_t = \nabla\cdot u_t(x_t)`
+backwards from :math:`(x_1, 0)` at t = 1 to t = 0, so that
+:math:`\log p_1(x_1) = \log p_0(x_0) + \ell_0`.
+
+The divergence (the trace of the Jacobian) is computed exactly with d backward passes
+(:func:`exact_divergence`), or estimated with Hutchinson's unbiased estimator
+:math:`\nabla\cdot u = \mathbb E_\varepsilon[\varepsilon^\top J \varepsilon]` for probes with
+:math:`\mathbb E[\varepsilon\varepsilon^\top] = I` (:func:`hutchinson_divergence`).
+
+Also here: a maximum-likelihood training objective for continuous normalizing flows
+(:func:`cnf_nll_loss`, runnable by :func:`fmbook.train.fit`), the continuity-equation
+residual (:func:`continuity_residual`) and an affine flow between Gaussians whose density is
+known in closed form at every time (:class:`AffineGaussianFlow`), used to test all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import (
+    as_time,
+    check_batch,
+    check_model_output,
+    check_points,
+    check_positive_float,
+    check_positive_int,
+)
+from .solvers import FIXED_STEP_METHODS, _check_grid, solve_adaptive, solve_ode, time_grid
+
+Velocity = Callable[[Tensor, Tensor], Tensor]
+LogDensity = Callable[[Tensor], Tensor]
+
+#: The divergence estimators accepted by :func:`log_prob`.
+DIVERGENCES = ("exact", "hutchinson")
+#: The probe distributions of the Hutchinson estimator.
+PROBES = ("gaussian", "rademacher")
+#: The adaptive solvers of torchdiffeq accepted by :func:`log_prob`.
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun")
+
+
+def gaussian_log_prob(x: Tensor) -> Tensor:
+    r"""The standard Gaussian log-density :math:`-\frac d2\log 2\pi - \frac12\|x\|^2`, ``(B, ...) -> (B,)``."""
+    x = check_batch(x, "x")
+    flat = x.reshape(x.shape[0], -1)
+    return -0.5 * flat.shape[1] * math.log(2 * math.pi) - 0.5 * (flat**2).sum(dim=1)
+
+
+def bits_per_dim(log_p: Tensor, dim: int) -> Tensor:
+    r"""Bits per dimension :math:`-\log p(x) / (d \ln 2)` of log-densities ``(B,)`` in nats.
+
+    The unit in which image likelihoods are reported: the number of bits an ideal code built
+    on the model would spend per coordinate. Returns ``(B,)``.
+    """
+    if not isinstance(log_p, Tensor) or log_p.ndim != 1:
+        shape = tuple(log_p.shape) if isinstance(log_p, Tensor) else type(log_p).__name__
+        raise ValueError(f"log_p must be a 1-D tensor of log-densities (batch,), got {shape}")
+    check_positive_int(dim, "dim")
+    return -log_p / (dim * math.log(2.0))
+
+
+def _with_grad(x: Tensor, create_graph: bool) -> Tensor:
+    """``x`` ready for differentiation: kept in the graph when training, detached otherwise."""
+    if create_graph and x.requires_grad:
+        return x
+    return x.detach().requires_grad_(True)
+
+
+def _velocity(velocity: Velocity, x: Tensor, t: Tensor) -> Tensor:
+    return check_model_output(velocity(x, t), x.shape, "model(x, t)")
+
+
+def exact_divergence(velocity: Velocity, x: Tensor, t: Tensor, create_graph: bool = False) -> tuple[Tensor, Tensor]:
+    r"""The velocity and its exact divergence :math:`\sum_i \partial u_i / \partial x_i`.
+
+    One backward pass per coordinate: cost d times a forward pass. Differentiable with
+    respect to the model's parameters when ``create_graph`` is True.
+
+    Args:
+        velocity: callable ``velocity(x, t)``.
+        x: points ``(B, ...)``; t: times ``(B,)``.
+        create_graph: keep the graph of the result (for training through it).
+
+    Returns:
+        ``(v, div)``: ``v`` of the shape of ``x`` and ``div`` of shape ``(B,)``.
+    """
+    with torch.enable_grad():
+        x = _with_grad(x, create_graph)
+        v = _velocity(velocity, x, t)
+        flat_v = v.reshape(v.shape[0], -1)
+        div = torch.zeros(x.shape[0], dtype=v.dtype, device=v.device)
+        for i in range(flat_v.shape[1]):
+            (g,) = torch.autograd.grad(flat_v[:, i].sum(), x, create_graph=create_graph, retain_graph=True)
+            div = div + g.reshape(g.shape[0], -1)[:, i]
+    if not create_graph:
+        v, div = v.detach(), div.detach()
+    return v, div
+
+
+def draw_probes(
+    x: Tensor, n_probes: int = 1, probe: str = "gaussian", generator: torch.Generator | None = None
+) -> Tensor:
+    r"""Probe vectors for the Hutchinson estimator, ``(n_probes, B, ...)`` like ``x``.
+
+    ``"gaussian"``: :math:`\varepsilon \sim \mathcal N(0, I)`; ``"rademacher"``: independent
+    signs :math:`\pm 1`. Both have :math:`\mathbb E[\varepsilon\varepsilon^\top] = I`.
+    ``generator`` (on the device of ``x``) makes the draw reproducible.
+    """
+    check_positive_int(n_probes, "n_probes")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    shape = (n_probes, *x.shape)
+    if probe == "gaussian":
+        return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
+    signs = torch.randint(0, 2, shape, generator=generator, device=x.device)
+    return (2 * signs - 1).to(x.dtype)
+
+
+def hutchinson_divergence(
+    velocity: Velocity, x: Tensor, t: Tensor, probes: Tensor, create_graph: bool = False
+) -> tuple[Tensor, Tensor]:
+    r"""The velocity and Hutchinson's estimate of its divergence,
+    :math:`\frac1K\sum_{k=1}^K \varepsilon_k^\top J\,\varepsilon_k` with :math:`J = \partial u/\partial x`.
+
+    Each probe costs one vector-Jacobian product :math:`\varepsilon^\top J` (one backward
+    pass), whatever the dimension. Unbiased: :math:`\mathbb E[\varepsilon^\top J\varepsilon]
+    = \operatorname{tr}(J\,\mathbb E[\varepsilon\varepsilon^\top]) = \operatorname{tr} J`.
+
+    Args:
+        velocity: callable ``velocity(x, t)``.
+        x: points ``(B, ...)``; t: times ``(B,)``.
+        probes: ``(K, B, ...)`` from :func:`draw_probes`.
+        create_graph: keep the graph of the result (for training through it).
+
+    Returns:
+        ``(v, div)``: ``v`` like ``x`` and ``div`` ``(B,)``, the mean over the K probes.
+    """
+    if not isinstance(probes, Tensor) or probes.shape[1:] != x.shape:
+        shape = tuple(probes.shape) if isinstance(probes, Tensor) else type(probes).__name__
+        raise ValueError(f"probes must have shape (n_probes, *x.shape) = (K, {tuple(x.shape)}), got {shape}")
+    with torch.enable_grad():
+        x = _with_grad(x, create_graph)
+        v = _velocity(velocity, x, t)
+        div = torch.zeros(x.shape[0], dtype=v.dtype, device=v.device)
+        for eps in probes:
+            (g,) = torch.autograd.grad((v * eps).sum(), x, create_graph=create_graph, retain_graph=True)
+            div = div + (g * eps).reshape(x.shape[0], -1).sum(dim=1)
+        div = div / probes.shape[0]
+    if not create_graph:
+        v, div = v.detach(), div.detach()
+    return v, div
+
+
+def hutchinson_variance(jacobian: Tensor, probe: str = "gaussian") -> Tensor:
+    r"""The variance of one Hutchinson sample :math:`\varepsilon^\top J \varepsilon`, in closed form.
+
+    With :math:`S = (J + J^\top)/2` (only the symmetric part enters the quadratic form):
+
+    * Gaussian probes: :math:`2\|S\|_F^2 = 2\sum_{ij} S_{ij}^2`;
+    * Rademacher probes: :math:`2\sum_{i \ne j} S_{ij}^2` (the diagonal is read without error).
+
+    The mean of K independent probes has this variance divided by K.
+    ``jacobian``: ``(d, d)`` or a batch ``(B, d, d)``; returns ``()`` or ``(B,)``.
+    """
+    if not isinstance(jacobian, Tensor) or jacobian.ndim not in (2, 3) or jacobian.shape[-1] != jacobian.shape[-2]:
+        shape = tuple(jacobian.shape) if isinstance(jacobian, Tensor) else type(jacobian).__name__
+        raise ValueError(f"jacobian must be a square matrix (d, d) or a batch (B, d, d), got {shape}")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    sym = 0.5 * (jacobian + jacobian.transpose(-1, -2))
+    total = (sym**2).sum(dim=(-1, -2))
+    if probe == "rademacher":
+        total = total - (torch.diagonal(sym, dim1=-2, dim2=-1) ** 2).sum(dim=-1)
+    return 2 * total
+
+
+@dataclass
+class LogProbResult:
+    """What :func:`integrate_log_density` returns.
+
+    Attributes:
+        log_prob: :math:`\\log p_1(x_1)`, shape ``(B,)``.
+        x0: the points :math:`x_0 = \\psi_1^{-1}(x_1)` reached at t = 0, shape of ``x``.
+        delta_log_p: :math:`\\log p_1(x_1) - \\log p_0(x_0) = -\\int_0^1 \\nabla\\cdot u_t(x_t)\\,dt`, ``(B,)``.
+        nfe: evaluations of the augmented dynamics (each is one forward pass of the model
+            plus d backward passes, exact, or one per probe, Hutchinson).
+    """
+
+    log_prob: Tensor
+    x0: Tensor
+    delta_log_p: Tensor
+    nfe: int
+
+
+class _AugmentedDynamics:
+    r"""The right-hand side of the augmented ODE on :math:`z = (x, \ell)`, flattened to ``(B, D + 1)``:
+    :math:`\dot x = u_t(x)`, :math:`\dot\ell = \nabla\cdot u_t(x)` (exact or Hutchinson)."""
+
+    def __init__(
+        self, model: Velocity, event_shape: torch.Size, divergence: str, probes: Tensor | None, create_graph: bool
+    ) -> None:
+        self.model = model
+        self.event_shape = event_shape
+        self.divergence = divergence
+        self.probes = probes
+        self.create_graph = create_graph
+
+    def __call__(self, z: Tensor, t: Tensor) -> Tensor:
+        x = z[:, :-1].reshape(z.shape[0], *self.event_shape)
+        if self.divergence == "exact":
+            v, div = exact_divergence(self.model, x, t, self.create_graph)
+        else:
+            v, div = hutchinson_divergence(self.model, x, t, self.probes, self.create_graph)
+        return torch.cat([v.reshape(z.shape[0], -1), div[:, None]], dim=1)
+
+
+def integrate_log_density(
+    model: Velocity,
+    x: Tensor,
+    method: str = "dopri5",
+    steps: int | None = None,
+    t_grid: Tensor | None = None,
+    divergence: str = "exact",
+    n_probes: int = 1,
+    probe: str = "gaussian",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    source_log_prob: LogDensity | None = None,
+    generator: torch.Generator | None = None,
+    create_graph: bool = False,
+) -> LogProbResult:
+    r"""Solve the augmented ODE from t = 1 to t = 0 and return :math:`\log p_1(x)` with details.
+
+    Args:
+        model: the velocity field, called as ``model(x, t)`` with ``x`` ``(B, ...)``, ``t`` ``(B,)``.
+        x: the points at t = 1 whose log-density is wanted, ``(B, ...)`` (finite floats).
+        method: ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (hand-written, fixed steps)
+            or an adaptive torchdiffeq method such as ``"dopri5"``.
+        steps: number of fixed steps on the uniform grid from 1 to 0 (20 when neither
+            ``steps`` nor ``t_grid`` is given); fixed-step methods only.
+        t_grid: an explicit strictly decreasing grid from 1 to 0; fixed-step methods only.
+        divergence: ``"exact"`` (d backward passes) or ``"hutchinson"``.
+        n_probes: Hutchinson probes per evaluation (K >= 1); the same probes are used along
+            the whole trajectory, so the integral is an unbiased estimate.
+        probe: ``"gaussian"`` or ``"rademacher"``.
+        rtol, atol: tolerances of the adaptive methods.
+        source_log_prob: :math:`\log p_0`, ``(B, ...) -> (B,)``; standard Gaussian when None.
+        generator: random generator for the probes (on the device of ``x``).
+        create_graph: keep the graph so that the result can be differentiated with respect
+            to the model's parameters (maximum-likelihood training).
+
+    Returns:
+        :class:`LogProbResult`.
+    """
+    x = check_batch(x, "x")
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    if method not in FIXED_STEP_METHODS and method not in ADAPTIVE_METHODS:
+        raise ValueError(f"method must be one of {sorted(FIXED_STEP_METHODS) + list(ADAPTIVE_METHODS)}, got {method!r}")
+    check_positive_int(n_probes, "n_probes")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    check_positive_float(rtol, "rtol")
+    check_positive_float(atol, "atol")
+    if source_log_prob is not None and not callable(source_log_prob):
+        raise TypeError("source_log_prob must be callable as source_log_prob(x0) -> (B,)")
+    if method in ADAPTIVE_METHODS and (steps is not None or t_grid is not None):
+        raise ValueError(f"steps and t_grid are for the fixed-step methods; {method!r} chooses its own steps")
+    if steps is not None and t_grid is not None:
+        raise ValueError("give at most one of steps (an int >= 1) or t_grid (a decreasing grid from 1 to 0)")
+    if t_grid is not None:
+        t_grid = _check_grid(t_grid)
+        if float(t_grid[0]) != 1.0 or float(t_grid[-1]) != 0.0:
+            raise ValueError(
+                f"t_grid must run from 1 down to 0 (decreasing), got {float(t_grid[0]):g} ... {float(t_grid[-1]):g}"
+            )
+    elif method in FIXED_STEP_METHODS:
+        t_grid = time_grid(20 if steps is None else check_positive_int(steps, "steps"), 1.0, 0.0)
+
+    probes = draw_probes(x, n_probes, probe, generator) if divergence == "hutchinson" else None
+    dynamics = _AugmentedDynamics(model, x.shape[1:], divergence, probes, create_graph)
+    z1 = torch.cat([x.reshape(x.shape[0], -1), torch.zeros_like(x[:, :1].reshape(x.shape[0], 1))], dim=1)
+    if method in FIXED_STEP_METHODS:
+        sol = solve_ode(dynamics, z1, method=method, t_grid=t_grid)
+    else:
+        sol = solve_adaptive(dynamics, z1, t0=1.0, t1=0.0, rtol=rtol, atol=atol, method=method)
+    x0 = sol.x[:, :-1].reshape(x.shape)
+    delta = sol.x[:, -1]
+    source = gaussian_log_prob if source_log_prob is None else source_log_prob
+    log_p0 = source(x0)
+    if not isinstance(log_p0, Tensor) or log_p0.shape != (x.shape[0],):
+        raise ValueError(f"source_log_prob must return a tensor of shape ({x.shape[0]},)")
+    return LogProbResult(log_p0 + delta, x0, delta, sol.nfe)
+
+
+def log_prob(model: Velocity, x: Tensor, **kwargs) -> Tensor:
+    r"""The log-density :math:`\log p_1(x)` of the flow of ``model`` at points ``x`` ``(B, ...)``.
+
+    Integrates the instantaneous change of variables from t = 1 to t = 0; keyword arguments
+    as in :func:`integrate_log_density` (``method``, ``steps``, ``divergence``, ``n_probes``,
+    ``probe``, ``rtol``, ``atol``, ...). Returns ``(B,)`` log-densities in nats, on the device
+    of ``x`` (CPU, CUDA or MPS alike).
+    """
+    return integrate_log_density(model, x, **kwargs).log_prob
+
+
+def cnf_nll_loss(
+    data: Tensor,
+    batch_size: int = 256,
+    method: str = "midpoint",
+    steps: int = 10,
+    divergence: str = "exact",
+    n_probes: int = 1,
+    probe: str = "gaussian",
+) -> Callable[[nn.Module, int], Tensor]:
+    r"""The maximum-likelihood objective of a continuous normalizing flow, as a loss for :func:`fmbook.train.fit`.
+
+    Returns ``loss_fn(model, step)``: draw ``batch_size`` rows of ``data`` and return
+    :math:`-\frac1B\sum_b \log p_1^\theta(x^{(b)})`, computed by :func:`log_prob` with a
+    fixed-step solver and the graph kept, so that backpropagation runs through every solver
+    step and every divergence ("discretize, then optimise").
+
+    Args:
+        data: the training set ``(N, d)``.
+        batch_size: points per step.
+        method, steps: the fixed-step solver and its number of steps from 1 to 0.
+        divergence, n_probes, probe: as in :func:`integrate_log_density`.
+    """
+    data = check_points(data, "data")
+    check_positive_int(batch_size, "batch_size")
+    if method not in FIXED_STEP_METHODS:
+        raise ValueError(f"method must be a fixed-step method {sorted(FIXED_STEP_METHODS)}, got {method!r}")
+    check_positive_int(steps, "steps")
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    check_positive_int(n_probes, "n_probes")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    on_device: dict[torch.device, Tensor] = {}
+
+    def loss_fn(model: nn.Module, step: int) -> Tensor:
+        device = next(model.parameters()).device
+        if device not in on_device:
+            on_device[device] = data.to(device)
+        rows = on_device[device]
+        batch = rows[torch.randint(0, rows.shape[0], (batch_size,), device=device)]
+        lp = log_prob(
+            model, batch, method=method, steps=steps, divergence=divergence, n_probes=n_probes, probe=probe,
+            create_graph=True,
+        )
+        return -lp.mean()
+
+    return loss_fn
+
+
+def continuity_residual(
+    log_density: Callable[[Tensor, Tensor], Tensor], velocity: Velocity, x: Tensor, t: Tensor | float
+) -> Tensor:
+    r"""The continuity-equation residual divided by the density, by automatic differentiation:
+
+    .. math:: \frac{\partial_t p_t + \nabla\cdot(p_t u_t)}{p_t}
+              = \partial_t \log p_t + \nabla\cdot u_t + u_t\cdot\nabla\log p_t .
+
+    It vanishes everywhere exactly when ``velocity`` generates the path ``log_density``.
+
+    Args:
+        log_density: ``log_density(x, t) -> (B,)``, differentiable in ``x`` and ``t``.
+        velocity: ``velocity(x, t) -> (B, d)``.
+        x: points ``(B, d)``; t: a time in [0, 1] or times ``(B,)``.
+
+    Returns:
+        ``(B,)`` residuals.
+    """
+    x = check_points(x, "x")
+    t = as_time(t, x.shape[0], x)
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        tg = t.detach().requires_grad_(True)
+        logp = log_density(xg, tg)
+        if not isinstance(logp, Tensor) or logp.shape != (x.shape[0],):
+            raise ValueError(f"log_density(x, t) must return a tensor of shape ({x.shape[0]},)")
+        grad_x, grad_t = torch.autograd.grad(logp.sum(), (xg, tg))
+        v, div = exact_divergence(velocity, xg, tg)
+    return (grad_t + div + (v * grad_x).sum(dim=1)).detach()
+
+
+class AffineGaussianFlow(nn.Module):
+    r"""An affine flow from N(0, I) to N(m, L L^T), with every quantity in closed form.
+
+    The flow is :math:`\psi_t(x_0) = M_t x_0 + t\,m` with :math:`M_t = (1 - t) I + t L` and
+    ``L`` lower triangular with a positive diagonal (so :math:`M_t` is invertible for all t).
+    Differentiating in t and substituting :math:`x_0 = M_t^{-1}(x - t m)` gives its velocity
+
+    .. math:: u_t(x) = m + (L - I)\,M_t^{-1}(x - t\,m),
+
+    its divergence :math:`\operatorname{tr}\big((L - I)M_t^{-1}\big)`, and the path
+    :math:`p_t = \mathcal N(t\,m,\; M_t M_t^\top)`.
+
+    Args:
+        mean: ``m``, shape ``(d,)``.
+        scale_tril: ``L``, shape ``(d, d)``, lower triangular with a positive diagonal.
+    """
+
+    def __init__(self, mean: Tensor, scale_tril: Tensor) -> None:
+        super().__init__()
+        mean = _check_vector(mean, "mean")
+        d = mean.shape[0]
+        if not isinstance(scale_tril, Tensor) or scale_tril.shape != (d, d):
+            shape = tuple(scale_tril.shape) if isinstance(scale_tril, Tensor) else type(scale_tril).__name__
+            raise ValueError(f"scale_tril must have shape ({d}, {d}) to match mean, got {shape}")
+        if not bool(torch.isfinite(scale_tril).all()) or not torch.equal(scale_tril, scale_tril.tril()):
+            raise ValueError("scale_tril must be a finite lower-triangular matrix")
+        if bool((torch.diagonal(scale_tril) <= 0).any()):
+            raise ValueError("scale_tril must have a positive diagonal")
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("scale_tril", scale_tril.clone())
+        self.dim = d
+
+    def matrix(self, t: Tensor) -> Tensor:
+        """:math:`M_t = (1 - t) I + t L`, ``(B,) -> (B, d, d)``."""
+        eye = torch.eye(self.dim, dtype=self.scale_tril.dtype, device=self.scale_tril.device)
+        t = t.to(self.scale_tril.dtype)[:, None, None]
+        return (1 - t) * eye + t * self.scale_tril
+
+    def _whiten(self, x: Tensor, t: Tensor) -> Tensor:
+        """:math:`M_t^{-1}(x - t m)`, ``(B, d)``."""
+        rhs = (x - t[:, None] * self.mean)[:, :, None]
+        return torch.linalg.solve_triangular(self.matrix(t), rhs, upper=False)[:, :, 0]
+
+    def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """The velocity :math:`u_t(x)` at ``x`` ``(B, d)``, ``t`` a float or ``(B,)``; returns ``(B, d)``."""
+        x = check_points(x, "x", dim=self.dim)
+        t = as_time(t, x.shape[0], x)
+        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        return self.mean + self._whiten(x, t) @ (self.scale_tril - eye).T
+
+    def flow(self, x0: Tensor, t: float | Tensor) -> Tensor:
+        r""":math:`\psi_t(x_0) = M_t x_0 + t m`, ``(B, d)``."""
+        x0 = check_points(x0, "x0", dim=self.dim)
+        t = as_time(t, x0.shape[0], x0)
+        return (self.matrix(t) @ x0[:, :, None])[:, :, 0] + t[:, None] * self.mean
+
+    def divergence(self, t: float | Tensor, batch: int = 1) -> Tensor:
+        r""":math:`\nabla\cdot u_t = \operatorname{tr}((L - I) M_t^{-1})` (the same at every x), ``(batch,)``."""
+        like = self.scale_tril
+        t = as_time(t, batch, like)
+        eye = torch.eye(self.dim, dtype=like.dtype, device=like.device)
+        m_inv = torch.linalg.solve_triangular(self.matrix(t), eye.expand(t.shape[0], -1, -1), upper=False)
+        return torch.diagonal((self.scale_tril - eye) @ m_inv, dim1=-2, dim2=-1).sum(-1)
+
+    def log_prob(self, x: Tensor, t: float | Tensor = 1.0) -> Tensor:
+        r""":math:`\log p_t(x) = \log\mathcal N(x;\, t m,\, M_t M_t^\top)`, ``(B, d) -> (B,)``."""
+        x = check_points(x, "x", dim=self.dim)
+        t = as_time(t, x.shape[0], x)
+        w = self._whiten(x, t)
+        log_det = torch.log(torch.diagonal(self.matrix(t), dim1=-2, dim2=-1)).sum(-1)
+        return -0.5 * self.dim * math.log(2 * math.pi) - log_det - 0.5 * (w**2).sum(dim=1)
+
+
+def _check_vector(x: object, name: str) -> Tensor:
+    """A finite floating-point vector ``(d,)`` with d >= 1."""
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim != 1 or x.shape[0] == 0:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a non-empty 1-D floating-point tensor (d,), got {shape}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
+    return x
