@@ -55,9 +55,8 @@ class DDPMSchedule:
         if not isinstance(b, Tensor) or b.ndim != 1 or b.shape[0] < 1:
             raise ValueError("betas must be a 1-D tensor of length T >= 1")
         if not bool(torch.isfinite(b).all()) or bool((b <= 0).any()) or bool((b >= 1).any()):
-            raise ValueError(
-                f"betas must lie in the open interval (0, 1), got values in [{b.min().item():.4g}, {b.max().item():.4g}]"
-            )
+            low, high = b.min().item(), b.max().item()
+            raise ValueError(f"betas must lie in the open interval (0, 1), got values in [{low:.4g}, {high:.4g}]")
         object.__setattr__(self, "betas", b.detach().to("cpu", torch.float64))
 
     @property

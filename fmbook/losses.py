@@ -171,7 +171,9 @@ def denoising_score_matching_loss(
     x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
     sigma = path.scheduler.coefficients(t).sigma_t
     if bool((sigma <= 0).any()):
-        raise ValueError("the conditional score -x0 / sigma_t is undefined where sigma_t = 0; keep t below the data end")
+        raise ValueError(
+            "the conditional score -x0 / sigma_t is undefined where sigma_t = 0; keep t below the data end"
+        )
     sample = path.sample(x0, x1, t)
     target = -x0 / sigma.reshape(-1, *([1] * (x0.ndim - 1)))
     return _reduce(_flat(_checked_call(model, sample.x_t, t) - target).pow(2).sum(1), reduction)
@@ -188,7 +190,8 @@ def noise_prediction_loss(
 ) -> Tensor:
     r"""The noise-prediction loss of DDPM in continuous time (Algorithm 4 of the notes):
 
-    .. math:: \mathcal L(\theta) = \mathbb E\,\big\| \hat\varepsilon_\theta(\alpha_t X_1 + \sigma_t\varepsilon, t) - \varepsilon\big\|^2,
+    .. math:: \mathcal L(\theta) = \mathbb E\,\big\| \hat\varepsilon_\theta(\alpha_t X_1 + \sigma_t\varepsilon, t)
+              - \varepsilon\big\|^2,
 
     the score-matching loss weighted by :math:`\sigma_t^2`, with :math:`\hat\varepsilon_\theta = -\sigma_t s_\theta`.
     Arguments as in :func:`denoising_score_matching_loss`; finite at every t in [0, 1].

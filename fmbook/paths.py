@@ -407,7 +407,8 @@ def velocity_from_score(score: Tensor, x: Tensor, t: TimeLike, scheduler: Schedu
 def score_from_velocity(velocity: Tensor, x: Tensor, t: TimeLike, scheduler: Scheduler, clamp: bool = False) -> Tensor:
     r"""Proposition 1 of the notes (eq. 55): the score of a Gaussian path from its velocity,
 
-    .. math:: \nabla\log p_t(x) = \frac{\alpha_t u_t(x) - \dot\alpha_t x}{\sigma_t^2\dot\alpha_t - \alpha_t\dot\sigma_t\sigma_t}.
+    .. math:: \nabla\log p_t(x) = \frac{\alpha_t u_t(x) - \dot\alpha_t x}
+              {\sigma_t^2\dot\alpha_t - \alpha_t\dot\sigma_t\sigma_t}.
 
     The denominator vanishes where :math:`\sigma_t = 0` (the data end t = 1): a ValueError, or with
     ``clamp=True`` its magnitude is floored at :data:`SIGMA_FLOOR`. Shapes as in :func:`velocity_from_score`.

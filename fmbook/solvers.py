@@ -276,7 +276,8 @@ def euler_maruyama(
     r"""Simulate :math:`dX_t = b_t(X_t)\,dt + \sigma_t\,dW_t` by the Euler-Maruyama method
     (Algorithm 2 of the notes): on a grid :math:`t_0 < t_1 < \dots`, with :math:`h = t_{n+1} - t_n`,
 
-    .. math:: X_{t_{n+1}} = X_{t_n} + h\, b_{t_n}(X_{t_n}) + \sigma_{t_n}\sqrt{h}\, z_n, \qquad z_n \sim \mathcal N(0, I).
+    .. math:: X_{t_{n+1}} = X_{t_n} + h\, b_{t_n}(X_{t_n}) + \sigma_{t_n}\sqrt{h}\, z_n,
+              \qquad z_n \sim \mathcal N(0, I).
 
     With ``sigma = 0`` it is the Euler method for the ODE.
 

@@ -202,7 +202,8 @@ def test_samplers_reach_a_gaussian_target(sampler):
     g = torch.Generator().manual_seed(0)
     x_T = torch.randn(20_000, 2, generator=g)
     if sampler.startswith("ancestral"):
-        out = ddpm.ancestral_sample(model, x_T, sch, variance="posterior" if "posterior" in sampler else "beta", generator=g)
+        variance = "posterior" if "posterior" in sampler else "beta"
+        out = ddpm.ancestral_sample(model, x_T, sch, variance=variance, generator=g)
         assert out.nfe == 200
     elif sampler.startswith("ddim"):
         out = ddpm.ddim_sample(model, x_T, sch, steps=200, eta=1.0 if "eta1" in sampler else 0.0, generator=g)
