@@ -104,3 +104,143 @@ def cfm_loss(
             f"got {tuple(prediction.shape)}"
         )
     return divergence(sample.dx_t, prediction).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Score matching and denoising diffusion (chapters 6 and 7)
+# ---------------------------------------------------------------------------------------------
+
+
+def _gaussian_path_sample(x0: Tensor, x1: Tensor, t, path, generator):
+    """Checked inputs, times (drawn from U[0, 1) when None) and the path coefficients."""
+    x0 = check_batch(x0, "x0")
+    x1 = check_batch(x1, "x1")
+    check_same_shape(x0, x1, "x0", "x1")
+    if t is None:
+        t = torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
+    else:
+        t = as_time(t, x0.shape[0], x0)
+    path = path or AffinePath(CondOTScheduler())
+    return x0, x1, t, path
+
+
+def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def _checked_call(model: nn.Module, x: Tensor, t: Tensor) -> Tensor:
+    out = model(x, t)
+    if out.shape != x.shape:
+        raise ValueError(f"model(x_t, t) must return the shape of x_t {tuple(x.shape)}, got {tuple(out.shape)}")
+    return out
+
+
+def denoising_score_matching_loss(
+    model: nn.Module,
+    x0: Tensor,
+    x1: Tensor,
+    t: float | Tensor | None = None,
+    path: AffinePath | None = None,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""The conditional (denoising) score-matching loss on a Gaussian path.
+
+    For a Gaussian source, :math:`X_t = \alpha_t X_1 + \sigma_t \varepsilon` with
+    :math:`\varepsilon = X_0 \sim \mathcal N(0, I)`, and the conditional score is
+    :math:`\nabla\log p_t(x_t \mid x_1) = -(x_t - \alpha_t x_1)/\sigma_t^2 = -\varepsilon/\sigma_t`, so
+
+    .. math:: \mathcal L_{\mathrm{CSM}}(\theta) = \mathbb E\,\big\| s_\theta(X_t, t) + \varepsilon/\sigma_t \big\|^2 .
+
+    The target is undefined where :math:`\sigma_t = 0` (the data end), which raises a ValueError;
+    its size grows like :math:`1/\sigma_t`, the instability that DDPM removed by weighting with
+    :math:`\sigma_t^2` (:func:`noise_prediction_loss`).
+
+    Args:
+        model: the score network ``model(x_t, t)``.
+        x0: Gaussian noise :math:`\varepsilon` ``(B, ...)``; x1: data, same shape.
+        t: times (a float or ``(B,)``); U[0, 1) when None.
+        path: the affine path (CondOT when None).
+        generator: random generator for ``t``.
+        reduction: ``"mean"`` (a scalar) or ``"none"`` (the per-sample losses ``(B,)``).
+    """
+    x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
+    sigma = path.scheduler.coefficients(t).sigma_t
+    if bool((sigma <= 0).any()):
+        raise ValueError(
+            "the conditional score -x0 / sigma_t is undefined where sigma_t = 0; keep t below the data end"
+        )
+    sample = path.sample(x0, x1, t)
+    target = -x0 / sigma.reshape(-1, *([1] * (x0.ndim - 1)))
+    return _reduce(_flat(_checked_call(model, sample.x_t, t) - target).pow(2).sum(1), reduction)
+
+
+def noise_prediction_loss(
+    model: nn.Module,
+    x0: Tensor,
+    x1: Tensor,
+    t: float | Tensor | None = None,
+    path: AffinePath | None = None,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""The noise-prediction loss of DDPM in continuous time (Algorithm 4 of the notes):
+
+    .. math:: \mathcal L(\theta) = \mathbb E\,\big\| \hat\varepsilon_\theta(\alpha_t X_1 + \sigma_t\varepsilon, t)
+              - \varepsilon\big\|^2,
+
+    the score-matching loss weighted by :math:`\sigma_t^2`, with :math:`\hat\varepsilon_\theta = -\sigma_t s_\theta`.
+    Arguments as in :func:`denoising_score_matching_loss`; finite at every t in [0, 1].
+    """
+    x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
+    sample = path.sample(x0, x1, t)
+    return _reduce(_flat(_checked_call(model, sample.x_t, t) - x0).pow(2).sum(1), reduction)
+
+
+def ddpm_loss(
+    model: nn.Module,
+    x1: Tensor,
+    schedule,
+    x0: Tensor | None = None,
+    k: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""The discrete-time DDPM loss (Ho et al. 2020, Algorithm 1, "L_simple").
+
+    Draw a step :math:`k` uniformly in :math:`\{1, \dots, T\}`, noise the data in closed form,
+    :math:`x_k = \sqrt{\bar\alpha_k}\, x_1 + \sqrt{1 - \bar\alpha_k}\,\varepsilon`, and regress the
+    noise: :math:`\|\hat\varepsilon_\theta(x_k, t_k) - \varepsilon\|^2`. The network is called at the
+    book's time :math:`t_k = 1 - k/T` (see :mod:`fmbook.ddpm`).
+
+    Args:
+        model: the noise predictor ``model(x, t)``.
+        x1: data ``(B, ...)`` (DDPM's :math:`x_0`).
+        schedule: a :class:`fmbook.ddpm.DDPMSchedule`.
+        x0: the noise :math:`\varepsilon` (drawn when None), same shape as ``x1``.
+        k: integer steps ``(B,)`` in 1..T (drawn uniformly when None).
+        generator: random generator for ``k`` and the noise.
+        reduction: ``"mean"`` or ``"none"``.
+    """
+    from .ddpm import DDPMSchedule, q_sample
+
+    if not isinstance(schedule, DDPMSchedule):
+        raise TypeError(f"schedule must be a fmbook.ddpm.DDPMSchedule, got {type(schedule).__name__}")
+    x1 = check_batch(x1, "x1")
+    if x0 is None:
+        x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    x0 = check_batch(x0, "x0")
+    check_same_shape(x0, x1, "x0", "x1")
+    if k is None:
+        k = torch.randint(1, schedule.T + 1, (x1.shape[0],), generator=generator, device=x1.device)
+    if not isinstance(k, Tensor) or k.dtype not in (torch.int32, torch.int64) or k.shape != (x1.shape[0],):
+        raise ValueError(f"k must be an integer tensor of shape ({x1.shape[0]},)")
+    if bool((k < 1).any()) or bool((k > schedule.T).any()):
+        raise ValueError(f"k must hold steps in [1, {schedule.T}]")
+    x_k = q_sample(x1, k.cpu(), schedule, x0)
+    t = 1 - k.to(x1.dtype) / schedule.T
+    return _reduce(_flat(_checked_call(model, x_k, t) - x0).pow(2).sum(1), reduction)

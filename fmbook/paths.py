@@ -386,3 +386,39 @@ def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Schedu
     d = x.shape[1]
     log_norm = -0.5 * d * math.log(2 * math.pi) - d * torch.log(s)
     return torch.logsumexp(logw, dim=1) - math.log(data.shape[0]) + log_norm
+
+
+def velocity_from_score(score: Tensor, x: Tensor, t: TimeLike, scheduler: Scheduler, clamp: bool = False) -> Tensor:
+    r"""Proposition 1 of the notes (eq. 54): the velocity of a Gaussian path from its score,
+
+    .. math:: u_t(x) = \Big(\sigma_t^2\frac{\dot\alpha_t}{\alpha_t} - \dot\sigma_t\sigma_t\Big)\nabla\log p_t(x)
+              + \frac{\dot\alpha_t}{\alpha_t}\, x,
+
+    for the conditional and the marginal fields alike (source N(0, I)). Undefined where
+    :math:`\alpha_t = 0` (the noise end t = 0 of CondOT): a ValueError, or with ``clamp=True``
+    :math:`\alpha_t` floored at :data:`SIGMA_FLOOR`. Shapes: ``score`` and ``x`` ``(B, ...)``,
+    ``t`` a float or ``(B,)``.
+    """
+    x = check_batch(x, "x")
+    score = check_batch(score, "score")
+    check_same_shape(score, x, "score", "x")
+    t = as_time(t, x.shape[0], x)
+    a, s, da, ds = (_expand(c, x) for c in scheduler.coefficients(t))
+    return _divide((s * s * da - ds * s * a) * score + da * x, a, "the velocity from a score (alpha_t = 0)", clamp)
+
+
+def score_from_velocity(velocity: Tensor, x: Tensor, t: TimeLike, scheduler: Scheduler, clamp: bool = False) -> Tensor:
+    r"""Proposition 1 of the notes (eq. 55): the score of a Gaussian path from its velocity,
+
+    .. math:: \nabla\log p_t(x) = \frac{\alpha_t u_t(x) - \dot\alpha_t x}
+              {\sigma_t^2\dot\alpha_t - \alpha_t\dot\sigma_t\sigma_t}.
+
+    The denominator vanishes where :math:`\sigma_t = 0` (the data end t = 1): a ValueError, or with
+    ``clamp=True`` its magnitude is floored at :data:`SIGMA_FLOOR`. Shapes as in :func:`velocity_from_score`.
+    """
+    x = check_batch(x, "x")
+    velocity = check_batch(velocity, "velocity")
+    check_same_shape(velocity, x, "velocity", "x")
+    t = as_time(t, x.shape[0], x)
+    a, s, da, ds = (_expand(c, x) for c in scheduler.coefficients(t))
+    return _divide(a * velocity - da * x, s * s * da - a * ds * s, "the score from a velocity (sigma_t = 0)", clamp)

@@ -217,3 +217,138 @@ def solve_adaptive(
     states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
     trajectory = states.movedim(0, 1) if t_eval is not None else None
     return ODESolution(states[-1], counted.nfe, grid, trajectory)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stochastic differential equations (chapter 6)
+# ---------------------------------------------------------------------------------------------
+
+#: A diffusion coefficient: a number sigma >= 0, or a callable ``sigma(t)`` with ``t`` ``(B,)``
+#: returning ``(B,)`` (or a number) with values >= 0.
+Diffusion = float | Callable[[Tensor], Tensor | float]
+
+
+def diffusion_at(sigma: Diffusion, t: Tensor) -> Tensor:
+    """Evaluate a diffusion coefficient at times ``t`` ``(B,)``; returns ``(B,)`` and checks sigma_t >= 0."""
+    if callable(sigma):
+        value = sigma(t)
+        value = torch.as_tensor(value, dtype=t.dtype, device=t.device).expand(t.shape[0])
+    elif isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        value = torch.full_like(t, float(sigma))
+    else:
+        raise TypeError(f"sigma must be a number >= 0 or a callable sigma(t), got {type(sigma).__name__}")
+    if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+        raise ValueError(f"sigma_t must be finite and >= 0, got values down to {value.min().item():.4g}")
+    return value
+
+
+def _generator_for(generator: torch.Generator | int | None, x: Tensor) -> torch.Generator | None:
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, int) or generator < 0:
+        raise TypeError(f"generator must be a torch.Generator, an int seed >= 0 or None, got {generator!r}")
+    return torch.Generator(device=x.device).manual_seed(generator)
+
+
+def sde_drift(velocity: Velocity, score: Velocity, sigma: Diffusion) -> Velocity:
+    r"""The drift of the SDE that keeps the marginals of a flow (eq. 48 of the notes):
+
+    .. math:: b_t(x) = u_t(x) + \frac{\sigma_t^2}{2}\nabla\log p_t(x),
+
+    so that :math:`dX_t = b_t(X_t)\,dt + \sigma_t\,dW_t` has :math:`X_t \sim p_t` for every
+    :math:`\sigma_t \ge 0`. ``velocity`` and ``score`` are callables ``f(x, t)``.
+    """
+    for name, f in (("velocity", velocity), ("score", score)):
+        if not callable(f):
+            raise TypeError(f"{name} must be callable as {name}(x, t), got {type(f).__name__}")
+    diffusion_at(sigma, torch.zeros(1))  # check the type early
+
+    def drift(x: Tensor, t: Tensor) -> Tensor:
+        s2 = diffusion_at(sigma, t).pow(2).reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+        return velocity(x, t) + 0.5 * s2 * score(x, t)
+
+    return drift
+
+
+def euler_maruyama(
+    drift: Velocity,
+    x0: Tensor,
+    sigma: Diffusion,
+    steps: int | None = None,
+    t_grid: Tensor | None = None,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    generator: torch.Generator | int | None = None,
+    return_trajectory: bool = False,
+) -> ODESolution:
+    r"""Simulate :math:`dX_t = b_t(X_t)\,dt + \sigma_t\,dW_t` by the Euler-Maruyama method
+    (Algorithm 2 of the notes): on a grid :math:`t_0 < t_1 < \dots`, with :math:`h = t_{n+1} - t_n`,
+
+    .. math:: X_{t_{n+1}} = X_{t_n} + h\, b_{t_n}(X_{t_n}) + \sigma_{t_n}\sqrt{h}\, z_n,
+              \qquad z_n \sim \mathcal N(0, I).
+
+    With ``sigma = 0`` it is the Euler method for the ODE.
+
+    Args:
+        drift: callable ``drift(x, t)``, ``x`` ``(B, ...)``, ``t`` ``(B,)``; e.g. :func:`sde_drift`.
+        x0: initial states ``(B, ...)``.
+        sigma: the diffusion coefficient, a number >= 0 or a callable ``sigma(t)``.
+        steps: number of uniform steps from ``t0`` to ``t1``; or give ``t_grid``.
+        t_grid: a strictly increasing grid of times in [0, 1].
+        generator: a ``torch.Generator`` or an int seed for the Brownian increments.
+        return_trajectory: also return the states on the grid, ``(B, T + 1, ...)``.
+
+    Returns:
+        :class:`ODESolution`; ``nfe`` counts the drift evaluations (one per step).
+    """
+    x = check_batch(x0, "x0")
+    if (steps is None) == (t_grid is None):
+        raise ValueError("give exactly one of steps (an int >= 1) or t_grid (a 1-D tensor of times)")
+    grid = time_grid(steps, t0, t1) if t_grid is None else _check_grid(t_grid)
+    if bool((grid[1:] <= grid[:-1]).any()):
+        raise ValueError("the SDE is integrated forward in time: t_grid (or t0 < t1) must increase")
+    grid = grid.to(device=x.device, dtype=torch.float64)
+    gen = _generator_for(generator, x)
+    counted = _CountingVelocity(drift, x.shape)
+    diffusion_at(sigma, grid[:1].to(x.dtype))  # fail early on a bad sigma
+    states = [x] if return_trajectory else None
+    for i in range(grid.shape[0] - 1):
+        t, h = _at(grid[i], x), (grid[i + 1] - grid[i]).item()
+        s = diffusion_at(sigma, t).reshape(-1, *([1] * (x.ndim - 1)))
+        noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+        x = x + h * counted(x, t) + s * (h**0.5) * noise
+        if states is not None:
+            states.append(x)
+    trajectory = torch.stack(states, dim=1) if states is not None else None
+    return ODESolution(x, counted.nfe, grid, trajectory)
+
+
+def langevin_corrector(
+    score: Velocity,
+    x: Tensor,
+    t: float,
+    step_size: float,
+    n_steps: int = 1,
+    generator: torch.Generator | int | None = None,
+) -> Tensor:
+    r"""Unadjusted Langevin steps at a fixed time t, which leave :math:`p_t` invariant as the step
+    size goes to 0:
+
+    .. math:: x \leftarrow x + \epsilon\, \nabla\log p_t(x) + \sqrt{2\epsilon}\, z, \qquad z \sim \mathcal N(0, I).
+
+    Used as a *corrector* after each step of a sampler (predictor-corrector sampling of Song et al.
+    2021). ``score(x, t)`` with ``t`` ``(B,)``; ``x`` ``(B, ...)``; returns the moved points.
+    """
+    x = check_batch(x, "x")
+    eps = check_positive_float(step_size, "step_size")
+    check_positive_int(n_steps, "n_steps")
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 1:
+        raise ValueError(f"t must be a number in [0, 1], got {t!r}")
+    if not callable(score):
+        raise TypeError(f"score must be callable as score(x, t), got {type(score).__name__}")
+    gen = _generator_for(generator, x)
+    tt = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+    for _ in range(n_steps):
+        s = check_model_output(score(x, tt), x.shape, "score(x, t)")
+        x = x + eps * s + (2 * eps) ** 0.5 * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+    return x
