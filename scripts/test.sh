@@ -7,7 +7,8 @@ start=$SECONDS
 echo "== ruff"
 ruff check .
 echo "== unit tests and chapters (nbval)"
-python -m pytest -n 2 --dist loadfile -q
+# Two workers, one thread each: two small-network chapters side by side fill two cores.
+OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q
 echo "== book build (warnings are errors)"
 "$root/scripts/offline-assets.sh"
 rm -rf _build/html
