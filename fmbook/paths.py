@@ -1,4 +1,4 @@
-r"""Probability paths: schedulers, the affine conditional path, and exact marginal fields.
+r"""Probability paths: schedulers, the affine conditional path, parameterisations, and exact marginal fields.
 
 Convention of the whole book: time runs from t = 0 (source / noise) to t = 1 (data), and the
 affine conditional path is
@@ -10,6 +10,12 @@ with :math:`\alpha_0 = 0, \sigma_0 = 1` and :math:`\alpha_1 = 1, \sigma_1 = 0` (
 :math:`\sigma_{\min}`). A *scheduler* returns :math:`(\alpha_t, \sigma_t, \dot\alpha_t,
 \dot\sigma_t)`; an :class:`AffinePath` turns a scheduler into samples and regression targets.
 
+The same velocity field can be written through a prediction of the data end :math:`x_1`, of
+the source end :math:`x_0` (the noise :math:`\varepsilon` for a Gaussian source) or, for a
+Gaussian source, of the score: :func:`velocity_coefficients`, :func:`endpoints_from` and
+:func:`convert` pass between them. :class:`ScheduleChange` re-times a velocity trained under
+one scheduler so that it generates the path of another.
+
 For a Gaussian source :math:`X_0 \sim \mathcal N(0, I)` and a finite data set
 :math:`\{z_1, \dots, z_N\}`, the marginal path is a mixture of Gaussians
 :math:`p_t(x) = \frac1N \sum_i \mathcal N(x; \alpha_t z_i, \sigma_t^2 I)`, and its velocity and
@@ -19,6 +25,7 @@ score are known in closed form (:func:`marginal_velocity`, :func:`marginal_score
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -31,6 +38,7 @@ from ._validation import (
     check_batch,
     check_points,
     check_positive_float,
+    check_positive_int,
     check_same_shape,
     check_unit_interval,
 )
@@ -52,7 +60,8 @@ class SchedulerOutput(NamedTuple):
 class Scheduler:
     """Base class of the schedulers :math:`t \\mapsto (\\alpha_t, \\sigma_t, \\dot\\alpha_t, \\dot\\sigma_t)`.
 
-    Subclasses implement :meth:`coefficients` for a tensor ``t`` of shape ``(B,)`` in [0, 1].
+    Subclasses implement :meth:`coefficients` for a tensor ``t`` of shape ``(B,)`` in [0, 1];
+    it returns tensors of the dtype and device of ``t``.
     """
 
     def coefficients(self, t: Tensor) -> SchedulerOutput:
@@ -69,6 +78,14 @@ class Scheduler:
         return f"{type(self).__name__}()"
 
 
+def check_scheduler(scheduler: object, name: str = "scheduler") -> Scheduler:
+    """Check that ``scheduler`` is a :class:`Scheduler` (e.g. ``CondOTScheduler()``)."""
+    if not isinstance(scheduler, Scheduler):
+        kind = type(scheduler).__name__
+        raise TypeError(f"{name} must be a fmbook.paths.Scheduler such as CondOTScheduler(), got {kind}")
+    return scheduler
+
+
 class CondOTScheduler(Scheduler):
     """The conditional optimal-transport (linear) scheduler: alpha_t = t, sigma_t = 1 - t."""
 
@@ -77,10 +94,16 @@ class CondOTScheduler(Scheduler):
 
 
 class PolynomialScheduler(Scheduler):
-    """alpha_t = t^n, sigma_t = 1 - t^n (n = 1 is CondOT)."""
+    """alpha_t = t^n, sigma_t = 1 - t^n, for a real n >= 1 (n = 1 is CondOT).
+
+    For n < 1 the derivative n t^(n-1) is infinite at t = 0, so such n are refused.
+    """
 
     def __init__(self, n: float = 2.0) -> None:
-        self.n = check_positive_float(n, "n")
+        n = check_positive_float(n, "n")
+        if n < 1:
+            raise ValueError(f"n must be >= 1 (for n < 1 the derivative n t^(n-1) is infinite at t = 0), got {n}")
+        self.n = n
 
     def coefficients(self, t: Tensor) -> SchedulerOutput:
         a = t**self.n
@@ -103,12 +126,14 @@ class CosineScheduler(Scheduler):
 class VPScheduler(Scheduler):
     r"""The variance-preserving diffusion path of Lipman et al. (2022), in the book's time.
 
-    With :math:`eta(s) = eta_{\min} + s(eta_{\max} - eta_{\min})` and
-    :math:`T(s) = \int_0^s eta = seta_{\min} + 	frac{s^2}{2}(eta_{\max} - eta_{\min})`:
-    :math:`lpha_t = e^{-T(1 - t)/2}`, :math:`\sigma_t = \sqrt{1 - lpha_t^2}`. So
-    :math:`lpha_1 = 1, \sigma_1 = 0`, and :math:`lpha_0 = e^{-T(1)/2}` is small but not 0.
-    :math:`\dot\sigma_t = -lpha_t\dotlpha_t / \sigma_t` diverges like :math:`(1-t)^{-1/2}`
-    at the data end; it is evaluated with :math:`\sigma_t \ge` :data:`SIGMA_FLOOR`.
+    With :math:`\beta(s) = \beta_{\min} + s(\beta_{\max} - \beta_{\min})` and
+    :math:`T(s) = \int_0^s \beta = s\beta_{\min} + \tfrac{s^2}{2}(\beta_{\max} - \beta_{\min})`:
+    :math:`\alpha_t = e^{-T(1 - t)/2}`, :math:`\sigma_t = \sqrt{1 - \alpha_t^2}`. So
+    :math:`\alpha_1 = 1, \sigma_1 = 0`, and :math:`\alpha_0 = e^{-T(1)/2}` is small but not 0
+    (about 0.0066 for the defaults). Derivatives: :math:`\dot\alpha_t = \tfrac12\beta(1 - t)\alpha_t`
+    and :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t / \sigma_t`, which diverges like
+    :math:`(1-t)^{-1/2}` at the data end; it is evaluated with :math:`\sigma_t \ge` :data:`SIGMA_FLOOR`
+    (documented clamp: finite, about -500 at t = 1 for the defaults).
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
@@ -132,10 +157,12 @@ class VPScheduler(Scheduler):
 
 
 class VEScheduler(Scheduler):
-    r"""The variance-exploding path of Lipman et al. (2022): :math:`lpha_t = 1`,
+    r"""The variance-exploding path of Lipman et al. (2022): :math:`\alpha_t = 1`,
     :math:`\sigma_t = \sigma_{\min}^{t}\,\sigma_{\max}^{1 - t}` (geometric from
-    :math:`\sigma_{\max}` at t = 0 to :math:`\sigma_{\min}` at t = 1). Its source is
-    :math:`\mathcal N(x_1, \sigma_{\max}^2 I) pprox \mathcal N(0, \sigma_{\max}^2 I)`, not N(0, I).
+    :math:`\sigma_{\max}` at t = 0 to :math:`\sigma_{\min}` at t = 1), so
+    :math:`\dot\sigma_t = \log(\sigma_{\min}/\sigma_{\max})\,\sigma_t`. Its source is
+    :math:`p_0 = q * \mathcal N(0, \sigma_{\max}^2 I) \approx \mathcal N(0, \sigma_{\max}^2 I)`,
+    not N(0, I): sample from ``sigma_max * randn``. Needs ``0 < sigma_min < sigma_max``.
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 10.0) -> None:
@@ -155,7 +182,7 @@ class VEScheduler(Scheduler):
 
 class OTScheduler(Scheduler):
     r"""The optimal-transport path of Lipman et al. (2022) with a floor
-    :math:`\sigma_{\min}`: :math:`lpha_t = t`, :math:`\sigma_t = 1 - (1 - \sigma_{\min}) t`."""
+    :math:`\sigma_{\min} \in (0, 1)`: :math:`\alpha_t = t`, :math:`\sigma_t = 1 - (1 - \sigma_{\min}) t`."""
 
     def __init__(self, sigma_min: float = 1e-4) -> None:
         self.sigma_min = check_unit_interval(sigma_min, "sigma_min", open_low=True, open_high=True)
@@ -166,6 +193,27 @@ class OTScheduler(Scheduler):
 
     def __repr__(self) -> str:
         return f"OTScheduler(sigma_min={self.sigma_min:g})"
+
+
+def log_snr(scheduler: Scheduler, t: TimeLike) -> Tensor:
+    r"""The log signal-to-noise ratio :math:`\lambda_t = \log(\alpha_t^2 / \sigma_t^2)`.
+
+    ``t``: a float or a tensor ``(B,)`` in [0, 1]; returns ``(B,)``. It is :math:`-\infty` where
+    :math:`\alpha_t = 0` and :math:`+\infty` where :math:`\sigma_t = 0`; documented clamp: both
+    are floored at the smallest positive normal number of the dtype, so the result is finite
+    everywhere and exact wherever :math:`\alpha_t, \sigma_t` are representable
+    (:math:`\pm 175` at the ends in float32, :math:`\pm 1416` in float64).
+    """
+    a, s, _, _ = check_scheduler(scheduler)(t)
+    tiny = torch.finfo(a.dtype).tiny
+    return 2 * (torch.log(a.clamp_min(tiny)) - torch.log(s.clamp_min(tiny)))
+
+
+def snr(scheduler: Scheduler, t: TimeLike) -> Tensor:
+    r"""The signal-to-noise ratio :math:`\alpha_t^2 / \sigma_t^2`, ``(B,)``; :math:`\sigma_t` is floored
+    at :data:`SIGMA_FLOOR` (documented clamp), so it is finite at the data end."""
+    a, s, _, _ = check_scheduler(scheduler)(t)
+    return a**2 / s.clamp_min(SIGMA_FLOOR) ** 2
 
 
 class PathSample(NamedTuple):
@@ -191,6 +239,9 @@ class AffinePath:
 
     scheduler: Scheduler
 
+    def __post_init__(self) -> None:
+        check_scheduler(self.scheduler)
+
     def sample(self, x0: Tensor, x1: Tensor, t: TimeLike) -> PathSample:
         """Points and conditional velocity targets on the path.
 
@@ -211,24 +262,56 @@ class AffinePath:
         return PathSample(a * x1 + s * x0, da * x1 + ds * x0, t)
 
 
-def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: Tensor, scheduler: Scheduler) -> Tensor:
+def _coefficients(scheduler: Scheduler, t: TimeLike, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The scheduler's coefficients at ``t`` (checked), each shaped to broadcast against ``like``."""
+    check_scheduler(scheduler)
+    tt = as_time(t, like.shape[0], like)
+    return tuple(_expand(c, like) for c in scheduler.coefficients(tt))  # type: ignore[return-value]
+
+
+def conditional_velocity(x: Tensor, x1: Tensor, t: TimeLike, scheduler: Scheduler) -> Tensor:
+    r"""The conditional velocity of a Gaussian path, Theorem 3 of Lipman et al. (2022).
+
+    For :math:`p_t(x \mid x_1) = \mathcal N(x; \mu_t, \sigma_t^2 I)` with :math:`\mu_t = \alpha_t x_1`,
+    the canonical flow :math:`\psi_t(x_0) = \sigma_t x_0 + \mu_t` has the velocity
+
+    .. math:: u_t(x \mid x_1) = \frac{\dot\sigma_t}{\sigma_t}(x - \mu_t) + \dot\mu_t
+              = \frac{\dot\sigma_t}{\sigma_t}(x - \alpha_t x_1) + \dot\alpha_t x_1 .
+
+    Shapes: ``x`` and ``x1`` ``(B, ...)``, ``t`` a float or ``(B,)``; returns ``(B, ...)``.
+    Where :math:`\sigma_t = 0` (the data end of a path with :math:`\sigma_1 = 0`) the field is
+    0/0 on the path; documented clamp: :math:`\sigma_t` is floored at :data:`SIGMA_FLOOR`.
+    """
+    x = check_batch(x, "x")
+    x1 = check_batch(x1, "x1")
+    check_same_shape(x, x1, "x", "x1")
+    a, s, da, ds = _coefficients(scheduler, t, x)
+    return da * x1 + ds / s.clamp_min(SIGMA_FLOOR) * (x - a * x1)
+
+
+def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Scheduler) -> Tensor:
     r"""Velocity from a prediction of the data end point ("target prediction").
 
     Eliminating :math:`x_0 = (x_t - \alpha_t x_1) / \sigma_t` from
     :math:`\dot\alpha_t x_1 + \dot\sigma_t x_0` gives
 
-    .. math:: u_t(x) = \dot\alpha_t \hat x_1 + \frac{\dot\sigma_t}{\sigma_t}(x - \alpha_t \hat x_1).
+    .. math:: u_t(x) = \dot\alpha_t \hat x_1 + \frac{\dot\sigma_t}{\sigma_t}(x - \alpha_t \hat x_1),
 
+    which is :func:`conditional_velocity` with :math:`x_1` replaced by its prediction.
     ``sigma_t`` is clamped below at :data:`SIGMA_FLOOR` so the data end t = 1 stays finite.
-    Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` ``(B,)``.
+    Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` a float or ``(B,)``.
     """
-    a, s, da, ds = (_expand(c, x_t) for c in scheduler.coefficients(t))
-    s = s.clamp_min(SIGMA_FLOOR)
-    return da * x1_pred + ds / s * (x_t - a * x1_pred)
+    return conditional_velocity(x_t, x1_pred, t, scheduler)
 
 
 #: The parameterisations of the same velocity field (for a Gaussian source, epsilon = x0).
 PARAMETERIZATIONS = ("velocity", "x1", "x0", "epsilon", "score")
+
+
+def _check_parameterization(value: object, name: str) -> str:
+    if not isinstance(value, str) or value not in PARAMETERIZATIONS:
+        raise ValueError(f"{name} must be one of {PARAMETERIZATIONS}, got {value!r}")
+    return value
 
 
 def _divide(num: Tensor, den: Tensor, what: str, clamp: bool) -> Tensor:
@@ -237,8 +320,51 @@ def _divide(num: Tensor, den: Tensor, what: str, clamp: bool) -> Tensor:
     if clamp:
         return num / torch.where(den >= 0, den.clamp_min(SIGMA_FLOOR), den.clamp_max(-SIGMA_FLOOR))
     if bool((den == 0).any()):
-        raise ValueError(f"{what} is undefined at these t (division by zero); use t strictly inside (0, 1)")
+        raise ValueError(
+            f"{what} is undefined at these t (division by zero); use t strictly inside (0, 1) or clamp=True"
+        )
     return num / den
+
+
+def _check_clamp(clamp: object) -> bool:
+    if not isinstance(clamp, bool):
+        raise TypeError(f"clamp must be a bool, got {type(clamp).__name__}")
+    return clamp
+
+
+def velocity_coefficients(
+    scheduler: Scheduler, t: TimeLike, parameterization: str, clamp: bool = False
+) -> tuple[Tensor, Tensor]:
+    r"""Coefficients :math:`(a_t, b_t)` with :math:`u_t(x) = a_t\,x + b_t\,f_t(x)` for a prediction :math:`f`.
+
+    Derived for any affine scheduler from :math:`x = \alpha x_1 + \sigma x_0` and
+    :math:`u = \dot\alpha x_1 + \dot\sigma x_0` (Lipman et al., 2024, Section 4.8):
+
+    * velocity: :math:`a_t = 0`, :math:`b_t = 1`; defined everywhere;
+    * x1: :math:`a_t = \dot\sigma/\sigma`, :math:`b_t = \dot\alpha - \alpha\dot\sigma/\sigma`;
+      undefined where :math:`\sigma_t = 0`;
+    * x0 or epsilon: :math:`a_t = \dot\alpha/\alpha`, :math:`b_t = \dot\sigma - \sigma\dot\alpha/\alpha`;
+      undefined where :math:`\alpha_t = 0`;
+    * score: :math:`a_t = \dot\alpha/\alpha`, :math:`b_t = \sigma^2\dot\alpha/\alpha - \sigma\dot\sigma`;
+      undefined where :math:`\alpha_t = 0`.
+
+    The score row holds for a Gaussian source N(0, I), where :math:`E[X_0 \mid x] = -\sigma_t \nabla\log p_t(x)`.
+    ``t``: a float or ``(B,)`` in [0, 1]; returns two tensors ``(B,)``. With ``clamp=False`` an
+    exact zero divisor raises ValueError; with ``clamp=True`` it is floored at :data:`SIGMA_FLOOR`.
+    """
+    check_scheduler(scheduler)
+    _check_parameterization(parameterization, "parameterization")
+    _check_clamp(clamp)
+    a, s, da, ds = scheduler(t)
+    if parameterization == "velocity":
+        return torch.zeros_like(a), torch.ones_like(a)
+    if parameterization == "x1":
+        ratio = _divide(ds, s, "an x1 (target) prediction's velocity (sigma_t = 0)", clamp)
+        return ratio, da - a * ratio
+    ratio = _divide(da, a, f"an {parameterization} prediction's velocity (alpha_t = 0)", clamp)
+    if parameterization in ("x0", "epsilon"):
+        return ratio, ds - s * ratio
+    return ratio, s**2 * ratio - s * ds
 
 
 def endpoints_from(
@@ -247,25 +373,25 @@ def endpoints_from(
     r"""Recover :math:`(\hat x_0, \hat x_1)` from a prediction at ``x_t`` on an affine path.
 
     With :math:`x = \alpha x_1 + \sigma x_0`, :math:`v = \dot\alpha x_1 + \dot\sigma x_0` and
-    :math:`D = \alpha\dot\sigma - \dot\alpha\sigma`:
+    :math:`D = \alpha\dot\sigma - \dot\alpha\sigma` (nonzero for every scheduler here on (0, 1],
+    and at t = 0 too except for the polynomial scheduler with n > 1, whose velocity vanishes there):
 
     * velocity: :math:`x_1 = (\dot\sigma x - \sigma v) / D`, :math:`x_0 = (\alpha v - \dot\alpha x) / D`;
     * x1 (target) prediction: :math:`x_0 = (x - \alpha x_1)/\sigma`, undefined where :math:`\sigma_t = 0`;
     * x0 or epsilon (source / noise) prediction: :math:`x_1 = (x - \sigma x_0)/\alpha`,
       undefined where :math:`\alpha_t = 0` (the noise end t = 0);
-    * score, for a Gaussian source N(0, I): :math:`x_0 = -\sigma \nabla\log p_t(x)`.
+    * score, for a Gaussian source N(0, I): :math:`x_0 = -\sigma \nabla\log p_t(x)`, then as x0.
 
     Shapes: ``prediction`` and ``x_t`` ``(B, ...)``; ``t`` a float or ``(B,)``. With
     ``clamp=False`` an exact division by zero raises ValueError; with ``clamp=True``
     divisors are floored at :data:`SIGMA_FLOOR` in magnitude.
     """
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+    _check_parameterization(parameterization, "parameterization")
+    _check_clamp(clamp)
     x_t = check_batch(x_t, "x_t")
     prediction = check_batch(prediction, "prediction")
     check_same_shape(prediction, x_t, "prediction", "x_t")
-    t = as_time(t, x_t.shape[0], x_t)
-    a, s, da, ds = (_expand(c, x_t) for c in scheduler.coefficients(t))
+    a, s, da, ds = _coefficients(scheduler, t, x_t)
     if parameterization == "velocity":
         det = a * ds - da * s
         return _divide(a * prediction - da * x_t, det, "velocity -> x0", clamp), _divide(
@@ -274,7 +400,7 @@ def endpoints_from(
     if parameterization == "x1":
         return _divide(x_t - a * prediction, s, "x0 from an x1 prediction (sigma_t = 0)", clamp), prediction
     x0 = prediction if parameterization in ("x0", "epsilon") else -s * prediction
-    return x0, _divide(x_t - s * x0, a, "x1 from a source / noise prediction (alpha_t = 0)", clamp)
+    return x0, _divide(x_t - s * x0, a, "x1 from a source / noise / score prediction (alpha_t = 0)", clamp)
 
 
 def convert(
@@ -292,22 +418,127 @@ def convert(
     recovered with :func:`endpoints_from`, then mapped to ``target``: velocity
     :math:`\dot\alpha \hat x_1 + \dot\sigma \hat x_0`, x1, x0 / epsilon, or score
     :math:`-\hat x_0/\sigma` (Gaussian source; undefined where :math:`\sigma_t = 0`).
-    Shapes: ``(B, ...)`` in and out.
+    Shapes: ``(B, ...)`` in and out. Errors and ``clamp`` as in :func:`endpoints_from`.
     """
-    if target not in PARAMETERIZATIONS:
-        raise ValueError(f"target must be one of {PARAMETERIZATIONS}, got {target!r}")
+    _check_parameterization(source, "source")
+    _check_parameterization(target, "target")
+    if source == target:
+        _check_clamp(clamp)
+        x_t = check_batch(x_t, "x_t")
+        check_same_shape(check_batch(prediction, "prediction"), x_t, "prediction", "x_t")
+        _coefficients(scheduler, t, x_t)
+        return prediction
     x0, x1 = endpoints_from(prediction, source, x_t, t, scheduler, clamp)
     if target in ("x0", "epsilon"):
         return x0
     if target == "x1":
         return x1
-    tt = as_time(t, x_t.shape[0], x_t)
-    a, s, da, ds = (_expand(c, x_t) for c in scheduler.coefficients(tt))
+    a, s, da, ds = _coefficients(scheduler, t, x_t)
     if target == "velocity":
         return da * x1 + ds * x0
     return _divide(-x0, s, "the score (sigma_t = 0)", clamp)
 
 
+def _snr_angle(alpha: Tensor, sigma: Tensor) -> Tensor:
+    """atan2(alpha, sigma) in [0, pi/2]: an increasing function of the SNR that stays finite at both ends."""
+    return torch.atan2(alpha, sigma)
+
+
+def time_at_snr(scheduler: Scheduler, angle: Tensor, iterations: int = 60) -> Tensor:
+    r"""Invert the SNR: the times t at which :math:`\operatorname{atan2}(\alpha_t, \sigma_t)` = ``angle``.
+
+    The angle :math:`\theta_t = \arctan(\alpha_t / \sigma_t)` is an increasing function of the
+    signal-to-noise ratio, finite at both ends (0 where :math:`\alpha_t = 0`, :math:`\pi/2` where
+    :math:`\sigma_t = 0`). It is increasing in t for every scheduler here, so bisection finds t.
+    ``angle``: ``(B,)``, each within the scheduler's range :math:`[\theta_0, \theta_1]` (else
+    ValueError); returns ``(B,)`` times of the dtype of ``angle``, accurate to
+    :math:`2^{-\text{iterations}}`.
+    """
+    check_scheduler(scheduler)
+    check_positive_int(iterations, "iterations")
+    if not isinstance(angle, Tensor) or angle.ndim != 1 or not angle.is_floating_point():
+        raise ValueError("angle must be a 1-D floating-point tensor of shape (B,)")
+    ends = scheduler(torch.tensor([0.0, 1.0], dtype=angle.dtype, device=angle.device))
+    lo_angle, hi_angle = _snr_angle(ends.alpha_t, ends.sigma_t)
+    tol = 1e-6 if angle.dtype == torch.float64 else 1e-4
+    if bool((angle < lo_angle - tol).any()) or bool((angle > hi_angle + tol).any()):
+        raise ValueError(
+            f"angle must lie in the scheduler's SNR range [{lo_angle.item():.4g}, {hi_angle.item():.4g}] "
+            f"(atan2(alpha_t, sigma_t) at t = 0 and 1), got [{angle.min().item():.4g}, {angle.max().item():.4g}]"
+        )
+    lo = torch.zeros_like(angle)
+    hi = torch.ones_like(angle)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        c = scheduler.coefficients(mid)
+        below = _snr_angle(c.alpha_t, c.sigma_t) < angle
+        lo = torch.where(below, mid, lo)
+        hi = torch.where(below, hi, mid)
+    t = 0.5 * (lo + hi)
+    # The ends exactly, so that t = 0 and t = 1 are found where the angle is that of an end.
+    return torch.where(angle <= lo_angle, torch.zeros_like(t), torch.where(angle >= hi_angle, torch.ones_like(t), t))
+
+
+Velocity = Callable[[Tensor, Tensor], Tensor]
+
+
+def _where(mask: Tensor, value: Tensor) -> Tensor:
+    """``value`` where ``mask`` holds, 1 elsewhere: a divisor that is safe in the branch not taken."""
+    return torch.where(mask, value, torch.ones_like(value))
+
+
+class ScheduleChange:
+    r"""A velocity trained under scheduler ``old``, re-timed to generate the path of scheduler ``new``.
+
+    Two affine paths with the same coupling are the same path up to a change of time and a
+    scaling (Lipman et al., 2024, Section 4.8): if :math:`\bar\alpha_r/\bar\sigma_r = \alpha_{t_r}/\sigma_{t_r}`
+    (equal signal-to-noise ratios) and :math:`s_r = \bar\sigma_r/\sigma_{t_r} = \bar\alpha_r/\alpha_{t_r}`, then
+    :math:`\bar x_r = s_r\, x_{t_r}`, and the velocity of the new path is
+
+    .. math:: \bar u_r(x) = \frac{\dot s_r}{s_r}\, x + s_r\,\dot t_r\, u_{t_r}(x / s_r),
+              \qquad \dot t_r = \frac{\bar D_r}{s_r^2\, D_{t_r}}, \quad D = \alpha\dot\sigma - \dot\alpha\sigma .
+
+    :math:`s_r` and :math:`\dot s_r / s_r` are computed from the :math:`\sigma`'s where
+    :math:`\sigma \ge \alpha` and from the :math:`\alpha`'s elsewhere, so that nothing divides by a
+    vanishing coefficient at either end. Called as ``change(x, r)`` with ``x`` ``(B, ...)`` and ``r``
+    ``(B,)`` in [0, 1]; the new scheduler's SNR range must lie within the old one's, and the old
+    one must have :math:`D \ne 0` at the matched times (a ValueError says otherwise).
+    """
+
+    def __init__(self, velocity: Velocity, old: Scheduler, new: Scheduler) -> None:
+        if not callable(velocity):
+            raise TypeError(f"velocity must be callable as velocity(x, t), got {type(velocity).__name__}")
+        self.velocity = velocity
+        self.old = check_scheduler(old, "old")
+        self.new = check_scheduler(new, "new")
+
+    def time_and_scale(self, r: TimeLike, like: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(t_r, s_r, dt_r/dr, ds_r/dr / s_r)`` at new times ``r`` (a float or ``(B,)``), each ``(B,)``."""
+        if like is None:
+            like = r if isinstance(r, Tensor) and r.is_floating_point() else torch.empty(0)
+        batch = r.reshape(-1).shape[0] if isinstance(r, Tensor) else 1
+        r = as_time(r, batch, like, "r")
+        na, ns, nda, nds = self.new.coefficients(r)
+        t = time_at_snr(self.old, _snr_angle(na, ns))
+        oa, os, oda, ods = self.old.coefficients(t)
+        by_sigma = os >= oa  # there sigma_new >= alpha_new too (equal SNR), and both sigmas are > 0
+        by_alpha = ~by_sigma
+        s = torch.where(by_sigma, ns / _where(by_sigma, os), na / _where(by_alpha, oa))
+        d_old = oa * ods - oda * os
+        if bool((d_old == 0).any()):
+            raise ValueError(
+                "old must have D = alpha sigma' - alpha' sigma != 0 at the matched times (its SNR is then "
+                f"strictly increasing); {self.old!r} has D = 0 at t = {t[d_old == 0][0].item():.4g}"
+            )
+        dt = (na * nds - nda * ns) / (s**2 * d_old)
+        log_ds_by_sigma = nds / _where(by_sigma, ns) - ods * dt / _where(by_sigma, os)
+        log_ds_by_alpha = nda / _where(by_alpha, na) - oda * dt / _where(by_alpha, oa)
+        return t, s, dt, torch.where(by_sigma, log_ds_by_sigma, log_ds_by_alpha)
+
+    def __call__(self, x: Tensor, r: TimeLike) -> Tensor:
+        x = check_batch(x, "x")
+        t, s, dt, log_ds = (_expand(c, x) for c in self.time_and_scale(r, x))
+        return log_ds * x + s * dt * self.velocity(x / s, t.reshape(-1))
 def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
