@@ -124,7 +124,9 @@ class ConditionalMLPVelocityField(nn.Module):
     the class ``c`` ``(B,)``. The embedding table has ``num_classes + 1`` rows: the extra index
     ``num_classes`` (:attr:`null_class`) is the "no condition" token that label dropout trains,
     so the same network is both conditional and unconditional (classifier-free guidance).
-    Calling ``model(x, t)`` without ``c`` uses the null class.
+    Calling ``model(x, t)`` without ``c`` uses the null class. ``max_frequency`` is the highest
+    frequency of the time features: a low one makes the field smooth in t, which high-order
+    ODE solvers reward.
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class ConditionalMLPVelocityField(nn.Module):
         depth: int = 4,
         time_embedding_dim: int = 32,
         class_embedding_dim: int = 16,
+        max_frequency: float = 1000.0,
     ) -> None:
         super().__init__()
         check_positive_int(dim, "dim")
@@ -144,7 +147,7 @@ class ConditionalMLPVelocityField(nn.Module):
         check_positive_int(class_embedding_dim, "class_embedding_dim")
         self.dim = dim
         self.num_classes = num_classes
-        self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim)
+        self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, max_frequency)
         self.class_embedding = nn.Embedding(num_classes + 1, class_embedding_dim)
         layers: list[nn.Module] = [nn.Linear(dim + time_embedding_dim + class_embedding_dim, width), nn.SiLU()]
         for _ in range(depth - 1):
