@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.datasets import make_moons
 from torch import Tensor
 
-from ._validation import check_positive_float, check_positive_int
+from ._validation import check_batch, check_positive_float, check_positive_int, check_unit_interval
 
 Sampler = Callable[..., Tensor]
 
@@ -181,3 +182,86 @@ def sample(name: str, n: int, seed: int | None = None) -> Tensor:
     if name not in DATASETS:
         raise ValueError(f"name must be one of {sorted(DATASETS)}, got {name!r}")
     return DATASETS[name](n, seed=seed)
+
+
+# --------------------------------------------------------------------------------------
+# The 8x8 digits of scikit-learn (shipped with the package: no download)
+# --------------------------------------------------------------------------------------
+
+#: Side length of a digits image, and the largest pixel value of scikit-learn's digits.
+DIGITS_SIZE = 8
+DIGITS_MAX_VALUE = 16.0
+
+
+@dataclass(frozen=True)
+class DigitsSplit:
+    """The digits data set split into a training set and a held-out set.
+
+    Images are float32 ``(N, 1, 8, 8)`` with values in [-1, 1] (0 ink-free, 16 full ink in
+    scikit-learn's scale maps to -1 and 1); labels are int64 ``(N,)`` in {0, ..., 9}.
+    """
+
+    train_images: Tensor
+    train_labels: Tensor
+    heldout_images: Tensor
+    heldout_labels: Tensor
+
+
+def digits_to_unit_range(pixels: Tensor) -> Tensor:
+    """Map scikit-learn's pixel values in [0, 16] to [-1, 1]: ``x / 8 - 1``."""
+    return pixels / (DIGITS_MAX_VALUE / 2) - 1.0
+
+
+def load_digits_split(heldout_fraction: float = 0.25, seed: int = 0) -> DigitsSplit:
+    """scikit-learn's 1797 handwritten 8x8 digits, scaled to [-1, 1], with a stratified split.
+
+    ``sklearn.datasets.load_digits`` reads a file that ships with scikit-learn, so this works
+    offline. The split keeps the proportion of every class (``train_test_split`` with
+    ``stratify``) and is the same for the same ``seed``.
+
+    Args:
+        heldout_fraction: the share of images held out, in (0, 1).
+        seed: the seed of the split.
+
+    Returns:
+        :class:`DigitsSplit` with images ``(N, 1, 8, 8)`` in [-1, 1] and labels ``(N,)``.
+    """
+    check_unit_interval(heldout_fraction, "heldout_fraction", open_low=True, open_high=True)
+    seed = _resolve_seed(seed)
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.as_tensor(digits.images, dtype=torch.float32)[:, None]  # (N, 1, 8, 8)
+    labels = torch.as_tensor(digits.target, dtype=torch.int64)
+    idx_train, idx_heldout = train_test_split(
+        np.arange(labels.shape[0]), test_size=heldout_fraction, random_state=seed, stratify=digits.target
+    )
+    idx_train, idx_heldout = torch.as_tensor(np.sort(idx_train)), torch.as_tensor(np.sort(idx_heldout))
+    images = digits_to_unit_range(images)
+    return DigitsSplit(images[idx_train], labels[idx_train], images[idx_heldout], labels[idx_heldout])
+
+
+def check_images(x: object, name: str = "images", channels: int | None = None, size: int | None = None) -> Tensor:
+    """Check a batch of images: a finite float tensor ``(B, C, H, W)`` (``C``, ``H = W`` if given)."""
+    x = check_batch(x, name)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have shape (batch, channels, height, width), got {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channel(s), got shape {tuple(x.shape)}")
+    if size is not None and tuple(x.shape[2:]) != (size, size):
+        raise ValueError(f"{name} must be {size}x{size} images, got shape {tuple(x.shape)}")
+    return x
+
+
+def downsample(images: Tensor, factor: int = 2) -> Tensor:
+    """Average-pool images ``(B, C, H, W)`` by ``factor``: ``(B, C, H / factor, W / factor)``.
+
+    The low-resolution version used as the condition of the super-resolution experiment
+    (8x8 digits -> 4x4). ``H`` and ``W`` must be multiples of ``factor``.
+    """
+    images = check_images(images, "images")
+    check_positive_int(factor, "factor")
+    if images.shape[2] % factor or images.shape[3] % factor:
+        raise ValueError(f"images height and width must be multiples of factor={factor}, got {tuple(images.shape)}")
+    return torch.nn.functional.avg_pool2d(images, factor)

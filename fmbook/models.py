@@ -88,3 +88,212 @@ class MLPVelocityField(nn.Module):
             raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
         t = time_as_batch(t, x)
         return self.net(torch.cat([x, self.time_embedding(t)], dim=1))
+
+
+# --------------------------------------------------------------------------------------
+# Conditional velocity fields v(x, t, c)
+# --------------------------------------------------------------------------------------
+
+
+def check_labels(labels: object, num_classes: int, batch: int, allow_null: bool = True, name: str = "labels") -> Tensor:
+    """Check class labels: an integer tensor ``(B,)`` with values in {0, ..., num_classes - 1}.
+
+    With ``allow_null`` the value ``num_classes`` is also accepted: the "null" class of
+    classifier-free guidance, which stands for "no condition".
+    """
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got dtype {labels.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},) to match the batch, got {tuple(labels.shape)}")
+    top = num_classes if allow_null else num_classes - 1
+    if labels.numel() and (bool((labels < 0).any()) or bool((labels > top).any())):
+        extra = f" ({num_classes} is the null class)" if allow_null else ""
+        raise ValueError(
+            f"{name} must lie in [0, {top}]{extra}, got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+    return labels
+
+
+class ConditionalMLPVelocityField(nn.Module):
+    """A class-conditional MLP velocity field :math:`v_\\theta(x, t, c)` on :math:`\\mathbb R^d`.
+
+    The input is ``x`` ``(B, d)``, the sinusoidal embedding of ``t`` and a learned embedding of
+    the class ``c`` ``(B,)``. The embedding table has ``num_classes + 1`` rows: the extra index
+    ``num_classes`` (:attr:`null_class`) is the "no condition" token that label dropout trains,
+    so the same network is both conditional and unconditional (classifier-free guidance).
+    Calling ``model(x, t)`` without ``c`` uses the null class. ``max_frequency`` is the highest
+    frequency of the time features: a low one makes the field smooth in t, which high-order
+    ODE solvers reward.
+    """
+
+    def __init__(
+        self,
+        dim: int = 2,
+        num_classes: int = 2,
+        width: int = 128,
+        depth: int = 4,
+        time_embedding_dim: int = 32,
+        class_embedding_dim: int = 16,
+        max_frequency: float = 1000.0,
+    ) -> None:
+        super().__init__()
+        check_positive_int(dim, "dim")
+        check_positive_int(num_classes, "num_classes")
+        check_positive_int(width, "width")
+        check_positive_int(depth, "depth")
+        check_positive_int(class_embedding_dim, "class_embedding_dim")
+        self.dim = dim
+        self.num_classes = num_classes
+        self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, max_frequency)
+        self.class_embedding = nn.Embedding(num_classes + 1, class_embedding_dim)
+        layers: list[nn.Module] = [nn.Linear(dim + time_embedding_dim + class_embedding_dim, width), nn.SiLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.SiLU()]
+        layers.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*layers)
+
+    @property
+    def null_class(self) -> int:
+        """The index of the "no condition" class."""
+        return self.num_classes
+
+    def forward(self, x: Tensor, t: float | Tensor, c: Tensor | None = None) -> Tensor:
+        """Velocity ``(B, d)`` at ``x`` ``(B, d)``, times ``t`` and classes ``c`` ``(B,)`` (None: null)."""
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
+        t = time_as_batch(t, x)
+        if c is None:
+            c = torch.full((x.shape[0],), self.null_class, dtype=torch.long, device=x.device)
+        c = check_labels(c, self.num_classes, x.shape[0], name="c")
+        return self.net(torch.cat([x, self.time_embedding(t), self.class_embedding(c.to(x.device))], dim=1))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with group normalisation and SiLU, plus a skip connection.
+
+    The embedding ``e`` ``(B, E)`` of time (and class) enters as a per-channel scale and shift
+    after the first normalisation: ``h = GN(h) * (1 + scale(e)) + shift(e)`` (FiLM).
+    Input ``(B, C_in, H, W)``, output ``(B, C_out, H, W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, embedding_dim: int, groups: int = 8) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, in_channels), in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.film = nn.Linear(embedding_dim, 2 * out_channels)
+        self.norm2 = nn.GroupNorm(min(groups, out_channels), out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        h = self.conv1(nn.functional.silu(self.norm1(x)))
+        scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(nn.functional.silu(h))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """A small U-Net velocity field for small images, e.g. the 8x8 digits.
+
+    Two resolutions: ``H x W`` with ``channels`` feature maps and ``H/2 x W/2`` with
+    ``2 * channels``; the decoder concatenates the encoder's full-resolution features (the
+    skip connection that gives the U-Net its name, Ronneberger et al. 2015). Time enters
+    through a sinusoidal embedding and an MLP; every residual block receives it by FiLM.
+
+    Two kinds of condition ``c``, fixed at construction:
+
+    * ``num_classes = K``: ``c`` is a class index ``(B,)`` in {0, ..., K}; ``K`` is the null
+      class of classifier-free guidance, used when ``c`` is None.
+    * ``cond_channels = k``: ``c`` is an image ``(B, k, h, w)`` whose size divides ``H x W``
+      (a low-resolution version, for super-resolution); it is upsampled (nearest neighbour) and
+      concatenated to the input. The null condition is an all-zero image.
+
+    Call: ``model(x, t, c)`` with ``x`` ``(B, in_channels, H, W)``, ``H`` and ``W`` even;
+    returns the velocity, same shape as ``x``. The output layer starts at zero.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: int = 32,
+        num_classes: int | None = None,
+        cond_channels: int = 0,
+        time_embedding_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(channels, "channels")
+        check_positive_int(cond_channels, "cond_channels", minimum=0)
+        if num_classes is not None:
+            check_positive_int(num_classes, "num_classes")
+        if num_classes is not None and cond_channels:
+            raise ValueError("give either num_classes (class labels) or cond_channels (an image condition), not both")
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.cond_channels = cond_channels
+        e = 4 * channels
+        self.time_embedding = nn.Sequential(
+            SinusoidalTimeEmbedding(time_embedding_dim), nn.Linear(time_embedding_dim, e), nn.SiLU(), nn.Linear(e, e)
+        )
+        self.class_embedding = nn.Embedding(num_classes + 1, e) if num_classes is not None else None
+        self.conv_in = nn.Conv2d(in_channels + cond_channels, channels, 3, padding=1)
+        self.down1 = ResidualBlock(channels, channels, e)
+        self.downsample = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.down2 = ResidualBlock(channels, 2 * channels, e)
+        self.middle = ResidualBlock(2 * channels, 2 * channels, e)
+        self.up2 = ResidualBlock(4 * channels, 2 * channels, e)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up1 = ResidualBlock(3 * channels, channels, e)
+        self.norm_out = nn.GroupNorm(min(8, channels), channels)
+        self.conv_out = nn.Conv2d(channels, in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    @property
+    def null_class(self) -> int | None:
+        """The index of the "no condition" class (None for a model without class labels)."""
+        return self.num_classes
+
+    def _check_x(self, x: object) -> Tensor:
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {shape}")
+        if x.shape[2] % 2 or x.shape[3] % 2:
+            raise ValueError(f"x must have an even height and width (one downsampling), got {tuple(x.shape)}")
+        return x
+
+    def _condition_image(self, c: Tensor | None, x: Tensor) -> Tensor:
+        batch, _, height, width = x.shape
+        if c is None:
+            return x.new_zeros(batch, self.cond_channels, height, width)
+        if not isinstance(c, Tensor) or c.ndim != 4 or c.shape[:2] != (batch, self.cond_channels):
+            shape = tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
+            raise ValueError(f"c must be an image of shape ({batch}, {self.cond_channels}, h, w), got {shape}")
+        if c.shape[2] == 0 or c.shape[3] == 0 or height % c.shape[2] or width % c.shape[3]:
+            raise ValueError(f"c must have a height and width that divide {height}x{width}, got {tuple(c.shape)}")
+        c = c.to(dtype=x.dtype, device=x.device)
+        return nn.functional.interpolate(c, size=(height, width), mode="nearest")
+
+    def forward(self, x: Tensor, t: float | Tensor, c: Tensor | None = None) -> Tensor:
+        x = self._check_x(x)
+        e = self.time_embedding(time_as_batch(t, x))
+        if self.class_embedding is not None:
+            if c is None:
+                c = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            c = check_labels(c, self.num_classes, x.shape[0], name="c")
+            e = e + self.class_embedding(c.to(x.device))
+        elif self.cond_channels:
+            x = torch.cat([x, self._condition_image(c, x)], dim=1)
+        elif c is not None:
+            raise ValueError("c must be None: this U-Net was built without a condition")
+        h1 = self.down1(self.conv_in(x), e)  # (B, C, H, W)
+        h2 = self.down2(self.downsample(h1), e)  # (B, 2C, H/2, W/2)
+        h = self.middle(h2, e)
+        h = self.up2(torch.cat([h, h2], dim=1), e)  # (B, 2C, H/2, W/2)
+        h = self.up1(torch.cat([self.upsample(h), h1], dim=1), e)  # (B, C, H, W)
+        return self.conv_out(nn.functional.silu(self.norm_out(h)))
