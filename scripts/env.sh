@@ -21,3 +21,5 @@ fi
 export PATH="$root/.venv/bin:$PATH"
 # Small networks train fastest with the two threads of a laptop-class CPU, not more.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+# Idle OpenMP threads sleep instead of spinning, so parallel runs do not starve each other.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
