@@ -58,19 +58,16 @@ def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
         )
 
 
-def as_time(t: TimeLike, batch: int, like: Tensor, name: str = "t") -> Tensor:
+def broadcast_time(t: TimeLike, batch: int, like: Tensor, name: str = "t") -> Tensor:
     """Turn ``t`` (a float, or a tensor of shape ``()``, ``(B,)`` or ``(B, 1)``) into ``(B,)``.
 
-    The values must lie in [0, 1]. The result has the dtype and device of ``like``.
+    Only the type and shape are checked: no host-device synchronisation, so a model can call
+    it at every training step on a GPU. The result has the dtype and device of ``like``.
     """
-    if isinstance(t, bool):
-        raise TypeError(f"{name} must be a float or a tensor, got bool")
-    if isinstance(t, (int, float)):
-        if not math.isfinite(t) or not 0.0 <= t <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {t}")
-        return torch.full((batch,), float(t), dtype=like.dtype, device=like.device)
-    if not isinstance(t, Tensor):
+    if isinstance(t, bool) or not isinstance(t, (int, float, Tensor)):
         raise TypeError(f"{name} must be a float or a torch.Tensor, got {type(t).__name__}")
+    if not isinstance(t, Tensor):
+        return torch.full((batch,), float(t), dtype=like.dtype, device=like.device)
     if t.ndim == 2 and t.shape[1] == 1:
         t = t[:, 0]
     if t.ndim == 0:
@@ -80,7 +77,14 @@ def as_time(t: TimeLike, batch: int, like: Tensor, name: str = "t") -> Tensor:
             f"{name} must be a float or have shape ({batch},) or ({batch}, 1) to match the "
             f"batch, got shape {tuple(t.shape)}"
         )
-    t = t.to(dtype=like.dtype, device=like.device)
+    return t.to(dtype=like.dtype, device=like.device)
+
+
+def as_time(t: TimeLike, batch: int, like: Tensor, name: str = "t") -> Tensor:
+    """:func:`broadcast_time`, then check that every value is finite and lies in [0, 1]."""
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and (not math.isfinite(t) or not 0.0 <= t <= 1.0):
+        raise ValueError(f"{name} must lie in [0, 1], got {t}")
+    t = broadcast_time(t, batch, like, name)
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
     if bool((t < 0).any()) or bool((t > 1).any()):

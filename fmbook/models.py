@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_positive_int
+from ._validation import broadcast_time, check_positive_int
 
 
 def time_as_batch(t: float | Tensor, x: Tensor) -> Tensor:
@@ -16,21 +16,7 @@ def time_as_batch(t: float | Tensor, x: Tensor) -> Tensor:
     Only shapes are checked here (no host-device synchronisation, so training on a GPU stays
     fast); the functions of :mod:`fmbook` that take times from a reader check their range.
     """
-    batch = x.shape[0]
-    if not isinstance(t, Tensor):
-        if isinstance(t, bool) or not isinstance(t, (int, float)):
-            raise TypeError(f"t must be a float or a torch.Tensor, got {type(t).__name__}")
-        return torch.full((batch,), float(t), dtype=x.dtype, device=x.device)
-    if t.ndim == 2 and t.shape[1] == 1:
-        t = t[:, 0]
-    if t.ndim == 0:
-        t = t.expand(batch)
-    if t.ndim != 1 or t.shape[0] != batch:
-        raise ValueError(
-            f"t must be a float or have shape ({batch},) or ({batch}, 1) to match x, "
-            f"got shape {tuple(t.shape)}"
-        )
-    return t.to(dtype=x.dtype, device=x.device)
+    return broadcast_time(t, x.shape[0], x)
 
 
 class SinusoidalTimeEmbedding(nn.Module):
