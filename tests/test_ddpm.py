@@ -8,7 +8,6 @@ import torch
 from fmbook import ddpm, paths
 
 
-
 @pytest.fixture(autouse=True)
 def float64_by_default():
     """These tests compare closed forms to 1e-10: run them in float64, then restore the default."""
