@@ -114,7 +114,7 @@ def test_fit_bad_arguments(kwargs, match):
 def test_train_flow_matching_bad_arguments():
     with pytest.raises(ValueError, match="data must have shape"):
         train.train_flow_matching(models.MLPVelocityField(), torch.randn(10), steps=1, progress=False)
-    with pytest.raises(ValueError, match="source must have 2 columns"):
+    with pytest.raises(ValueError, match="source must have rows of shape"):
         train.train_flow_matching(models.MLPVelocityField(), torch.randn(10, 2), source=torch.randn(10, 3), steps=1)
     with pytest.raises(ValueError, match="batch_size must be"):
         train.train_flow_matching(models.MLPVelocityField(), torch.randn(10, 2), batch_size=0, steps=1)
