@@ -77,14 +77,23 @@ class CondOTScheduler(Scheduler):
 
 
 class PolynomialScheduler(Scheduler):
-    """alpha_t = t^n, sigma_t = 1 - t^n (n = 1 is CondOT)."""
+    """alpha_t = t^n, sigma_t = 1 - t^n (n = 1 is CondOT).
+
+    For n < 1 the speed :math:`\\dot\\alpha_t = n t^{n-1}` is infinite at the noise end t = 0;
+    it is evaluated at :math:`t \\ge` :data:`SIGMA_FLOOR` so that it stays finite.
+    """
 
     def __init__(self, n: float = 2.0) -> None:
         self.n = check_positive_float(n, "n")
 
     def coefficients(self, t: Tensor) -> SchedulerOutput:
         a = t**self.n
-        da = self.n * t ** (self.n - 1) if self.n != 1 else torch.ones_like(t)
+        if self.n == 1:
+            da = torch.ones_like(t)
+        elif self.n < 1:
+            da = self.n * t.clamp_min(SIGMA_FLOOR) ** (self.n - 1)
+        else:
+            da = self.n * t ** (self.n - 1)
         return SchedulerOutput(a, 1 - a, da, -da)
 
     def __repr__(self) -> str:
@@ -103,11 +112,11 @@ class CosineScheduler(Scheduler):
 class VPScheduler(Scheduler):
     r"""The variance-preserving diffusion path of Lipman et al. (2022), in the book's time.
 
-    With :math:`eta(s) = eta_{\min} + s(eta_{\max} - eta_{\min})` and
-    :math:`T(s) = \int_0^s eta = seta_{\min} + 	frac{s^2}{2}(eta_{\max} - eta_{\min})`:
-    :math:`lpha_t = e^{-T(1 - t)/2}`, :math:`\sigma_t = \sqrt{1 - lpha_t^2}`. So
-    :math:`lpha_1 = 1, \sigma_1 = 0`, and :math:`lpha_0 = e^{-T(1)/2}` is small but not 0.
-    :math:`\dot\sigma_t = -lpha_t\dotlpha_t / \sigma_t` diverges like :math:`(1-t)^{-1/2}`
+    With :math:`\beta(s) = \beta_{\min} + s(\beta_{\max} - \beta_{\min})` and
+    :math:`T(s) = \int_0^s \beta = s\beta_{\min} + \tfrac{s^2}{2}(\beta_{\max} - \beta_{\min})`:
+    :math:`\alpha_t = e^{-T(1 - t)/2}`, :math:`\sigma_t = \sqrt{1 - \alpha_t^2}`. So
+    :math:`\alpha_1 = 1, \sigma_1 = 0`, and :math:`\alpha_0 = e^{-T(1)/2}` is small but not 0.
+    :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t / \sigma_t` diverges like :math:`(1-t)^{-1/2}`
     at the data end; it is evaluated with :math:`\sigma_t \ge` :data:`SIGMA_FLOOR`.
     """
 
@@ -132,10 +141,10 @@ class VPScheduler(Scheduler):
 
 
 class VEScheduler(Scheduler):
-    r"""The variance-exploding path of Lipman et al. (2022): :math:`lpha_t = 1`,
+    r"""The variance-exploding path of Lipman et al. (2022): :math:`\alpha_t = 1`,
     :math:`\sigma_t = \sigma_{\min}^{t}\,\sigma_{\max}^{1 - t}` (geometric from
     :math:`\sigma_{\max}` at t = 0 to :math:`\sigma_{\min}` at t = 1). Its source is
-    :math:`\mathcal N(x_1, \sigma_{\max}^2 I) pprox \mathcal N(0, \sigma_{\max}^2 I)`, not N(0, I).
+    :math:`\mathcal N(x_1, \sigma_{\max}^2 I) \approx \mathcal N(0, \sigma_{\max}^2 I)`, not N(0, I).
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 10.0) -> None:
@@ -155,7 +164,7 @@ class VEScheduler(Scheduler):
 
 class OTScheduler(Scheduler):
     r"""The optimal-transport path of Lipman et al. (2022) with a floor
-    :math:`\sigma_{\min}`: :math:`lpha_t = t`, :math:`\sigma_t = 1 - (1 - \sigma_{\min}) t`."""
+    :math:`\sigma_{\min}`: :math:`\alpha_t = t`, :math:`\sigma_t = 1 - (1 - \sigma_{\min}) t`."""
 
     def __init__(self, sigma_min: float = 1e-4) -> None:
         self.sigma_min = check_unit_interval(sigma_min, "sigma_min", open_low=True, open_high=True)
@@ -180,6 +189,15 @@ class PathSample(NamedTuple):
     t: Tensor
 
 
+def check_scheduler(scheduler: object, name: str = "scheduler") -> Scheduler:
+    """Check that ``scheduler`` is a :class:`Scheduler` (e.g. ``CondOTScheduler()``, not the class)."""
+    if not isinstance(scheduler, Scheduler):
+        raise TypeError(
+            f"{name} must be a Scheduler instance such as CondOTScheduler(), got {scheduler!r}"
+        )
+    return scheduler
+
+
 def _expand(c: Tensor, like: Tensor) -> Tensor:
     """Reshape a per-sample coefficient ``(B,)`` to broadcast against ``(B, ...)``."""
     return c.reshape(c.shape[0], *([1] * (like.ndim - 1)))
@@ -190,6 +208,9 @@ class AffinePath:
     """The affine conditional path :math:`x_t = \\alpha_t x_1 + \\sigma_t x_0` of a scheduler."""
 
     scheduler: Scheduler
+
+    def __post_init__(self) -> None:
+        check_scheduler(self.scheduler)
 
     def sample(self, x0: Tensor, x1: Tensor, t: TimeLike) -> PathSample:
         """Points and conditional velocity targets on the path.
@@ -211,7 +232,7 @@ class AffinePath:
         return PathSample(a * x1 + s * x0, da * x1 + ds * x0, t)
 
 
-def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: Tensor, scheduler: Scheduler) -> Tensor:
+def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Scheduler) -> Tensor:
     r"""Velocity from a prediction of the data end point ("target prediction").
 
     Eliminating :math:`x_0 = (x_t - \alpha_t x_1) / \sigma_t` from
@@ -220,8 +241,13 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: Tensor, scheduler: Schedul
     .. math:: u_t(x) = \dot\alpha_t \hat x_1 + \frac{\dot\sigma_t}{\sigma_t}(x - \alpha_t \hat x_1).
 
     ``sigma_t`` is clamped below at :data:`SIGMA_FLOOR` so the data end t = 1 stays finite.
-    Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` ``(B,)``.
+    Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` a float or ``(B,)`` in [0, 1].
     """
+    check_scheduler(scheduler)
+    x_t = check_batch(x_t, "x_t")
+    x1_pred = check_batch(x1_pred, "x1_pred")
+    check_same_shape(x1_pred, x_t, "x1_pred", "x_t")
+    t = as_time(t, x_t.shape[0], x_t)
     a, s, da, ds = (_expand(c, x_t) for c in scheduler.coefficients(t))
     s = s.clamp_min(SIGMA_FLOOR)
     return da * x1_pred + ds / s * (x_t - a * x1_pred)
@@ -259,8 +285,9 @@ def endpoints_from(
     ``clamp=False`` an exact division by zero raises ValueError; with ``clamp=True``
     divisors are floored at :data:`SIGMA_FLOOR` in magnitude.
     """
-    if parameterization not in PARAMETERIZATIONS:
+    if not isinstance(parameterization, str) or parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+    check_scheduler(scheduler)
     x_t = check_batch(x_t, "x_t")
     prediction = check_batch(prediction, "prediction")
     check_same_shape(prediction, x_t, "prediction", "x_t")
@@ -294,8 +321,9 @@ def convert(
     :math:`-\hat x_0/\sigma` (Gaussian source; undefined where :math:`\sigma_t = 0`).
     Shapes: ``(B, ...)`` in and out.
     """
-    if target not in PARAMETERIZATIONS:
-        raise ValueError(f"target must be one of {PARAMETERIZATIONS}, got {target!r}")
+    for name, value in (("source", source), ("target", target)):
+        if not isinstance(value, str) or value not in PARAMETERIZATIONS:
+            raise ValueError(f"{name} must be one of {PARAMETERIZATIONS}, got {value!r}")
     x0, x1 = endpoints_from(prediction, source, x_t, t, scheduler, clamp)
     if target in ("x0", "epsilon"):
         return x0
@@ -308,7 +336,7 @@ def convert(
     return _divide(-x0, s, "the score (sigma_t = 0)", clamp)
 
 
-def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
+def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler) -> tuple[Tensor, Tensor, Tensor]:
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
     s = s.clamp_min(SIGMA_FLOOR)
@@ -333,7 +361,7 @@ def posterior_mean(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | 
     Returns:
         Tensor of shape ``(B, d)``.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     data = check_points(data, "data", dim=x.shape[1])
     t = as_time(t, x.shape[0], x)
@@ -349,7 +377,7 @@ def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
     ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``. At the data end, where
     :math:`\sigma_1 = 0`, ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     x1_hat = posterior_mean(x, t, data, scheduler)
@@ -361,7 +389,7 @@ def marginal_score(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | 
 
     Shapes as in :func:`marginal_velocity`; ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     x1_hat = posterior_mean(x, t, data, scheduler)
@@ -375,7 +403,7 @@ def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Schedu
     Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B,)``.
     ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     data = check_points(data, "data", dim=x.shape[1])
     t = as_time(t, x.shape[0], x)
