@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,7 +166,7 @@ def train_flow_matching(
     source: Tensor | None = None,
     path: AffinePath | None = None,
     divergence: Divergence = squared_euclidean,
-    **fit_kwargs,
+    **fit_kwargs: Any,
 ) -> TrainResult:
     """Flow matching with independent coupling (Algorithm 3 of the notes).
 
