@@ -340,8 +340,11 @@ def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Schedu
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
     s = s.clamp_min(SIGMA_FLOOR)
-    means = a[:, None, None] * data[None, :, :]  # (B, N, d)
-    sq = ((x[:, None, :] - means) ** 2).sum(-1)  # (B, N)
+    # Squared distances accumulated one coordinate at a time: exact (no cancellation as in
+    # |x|^2 - 2<x, m> + |m|^2, which matters when sigma_t is small) and without a (B, N, d) tensor.
+    sq = torch.zeros(x.shape[0], data.shape[0], dtype=x.dtype, device=x.device)
+    for k in range(x.shape[1]):
+        sq = sq + (x[:, k : k + 1] - a[:, None] * data[None, :, k]) ** 2
     return -sq / (2 * s[:, None] ** 2), a, s
 
 

@@ -7,11 +7,13 @@ on, so that chapters can compose panels. Inputs are batch-first tensors on any d
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -25,6 +27,10 @@ from ._validation import (
     check_tensor,
     check_unit_interval,
 )
+
+if TYPE_CHECKING:
+    import ipywidgets
+    from IPython.display import HTML
 
 Box = tuple[float, float, float, float]
 #: The default drawing box (x_min, x_max, y_min, y_max) for the planar data sets.
@@ -171,3 +177,264 @@ def plot_path_histograms(
                 ax.set_ylabel(label)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- animations and widgets
+
+
+def _check_trajectory(trajectory: object, name: str = "trajectory") -> Tensor:
+    if not isinstance(trajectory, Tensor) or trajectory.ndim != 3 or trajectory.shape[2] != 2:
+        shape = tuple(trajectory.shape) if isinstance(trajectory, Tensor) else type(trajectory).__name__
+        raise ValueError(f"{name} must be a tensor of shape (batch, times, 2), got {shape}")
+    if trajectory.shape[0] == 0 or trajectory.shape[1] < 2:
+        raise ValueError(f"{name} must hold at least one point and two times, got shape {tuple(trajectory.shape)}")
+    if not bool(torch.isfinite(trajectory).all()):
+        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
+    return trajectory
+
+
+def _check_times(times: Sequence[float] | Tensor | None, count: int, name: str = "times") -> list[float]:
+    if times is None:
+        return [i / (count - 1) for i in range(count)] if count > 1 else [0.0]
+    values = [float(v) for v in (times.tolist() if isinstance(times, Tensor) else times)]
+    if len(values) != count:
+        raise ValueError(f"{name} must hold {count} values (one per frame), got {len(values)}")
+    for v in values:
+        check_unit_interval(v, name)
+    return values
+
+
+def _check_size(size: object, name: str = "size") -> tuple[float, float]:
+    """A figure size: one positive number (a square) or a pair (width, height) in inches."""
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return (check_positive_float(size[0], name), check_positive_float(size[1], name))
+    side = check_positive_float(size, name)
+    return (side, side)
+
+
+def _frame_indices(count: int, max_frames: int) -> list[int]:
+    """At most ``max_frames`` indices evenly spread over ``range(count)``, first and last included."""
+    if count <= max_frames:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (max_frames - 1)) for i in range(max_frames)})
+
+
+def animate_flow(
+    trajectory: Tensor,
+    times: Sequence[float] | Tensor | None = None,
+    data: Tensor | None = None,
+    n: int = 500,
+    max_frames: int = 41,
+    interval: int = 80,
+    box: Box | None = DEFAULT_BOX,
+    title: str = "",
+    size: float = 4.0,
+    dpi: int = 72,
+) -> HTML:
+    """An animation of points carried by a flow, from noise (t = 0) to data (t = 1).
+
+    The frames are drawn with matplotlib and embedded in JavaScript HTML (``to_jshtml``), so
+    the animation plays in a notebook and in the static book alike, with no kernel.
+
+    Args:
+        trajectory: states on a time grid, shape ``(B, T + 1, 2)`` (e.g. ``solve_ode(...,
+            return_trajectory=True).trajectory``).
+        times: the ``T + 1`` times of the grid (uniform in [0, 1] when None).
+        data: optional data samples ``(N, 2)`` drawn faintly behind the moving points.
+        n: the number of points shown (the first ``n`` rows).
+        max_frames: at most this many frames (>= 2), evenly spread, first and last included.
+        interval: milliseconds between frames.
+        box: the drawing box (x_min, x_max, y_min, y_max), or None to fit the points.
+        title: a title shown before the time of each frame.
+        size, dpi: the figure's side in inches and its resolution (they set the HTML's size).
+
+    Returns:
+        ``IPython.display.HTML`` holding the animation (its ``.data`` is the HTML text).
+    """
+    from IPython.display import HTML
+    from matplotlib.animation import FuncAnimation
+
+    trajectory = _check_trajectory(trajectory)
+    check_positive_int(n, "n")
+    check_positive_int(max_frames, "max_frames", minimum=2)
+    check_positive_int(interval, "interval")
+    check_positive_int(dpi, "dpi")
+    size = _check_size(size)[0]
+    box = None if box is None else check_box(box)
+    if not isinstance(title, str):
+        raise TypeError(f"title must be a str, got {type(title).__name__}")
+    t_values = _check_times(times, trajectory.shape[1])
+    if data is not None:
+        data = check_points(data, "data", dim=2)
+    frames = _frame_indices(trajectory.shape[1], max_frames)
+    p = _np(trajectory[:n])
+    fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
+    if data is not None:
+        d = _np(data)
+        ax.scatter(d[:, 0], d[:, 1], s=2, color=DATA_COLOR, alpha=0.15, linewidths=0)
+    dots = ax.scatter(p[:, 0, 0], p[:, 0, 1], s=4, color=SOURCE_COLOR, linewidths=0)
+    if box is None:
+        lo, hi = p.min(axis=(0, 1)), p.max(axis=(0, 1))
+        pad = 0.05 * float((hi - lo).max() or 1.0)
+        box = (lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad)
+    _finish(ax, box, None)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    label = ax.set_title("")
+
+    def update(k: int):
+        i = frames[k]
+        dots.set_offsets(p[:, i])
+        share = i / (len(t_values) - 1)  # the colour goes from source blue to data orange
+        dots.set_color(to_hex((1 - share) * np.array(to_rgb(SOURCE_COLOR)) + share * np.array(to_rgb(DATA_COLOR))))
+        label.set_text(f"{title + ': ' if title else ''}t = {t_values[i]:.2f}")
+        return dots, label
+
+    animation = FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
+    try:
+        html = animation.to_jshtml(default_mode="once")
+    finally:
+        plt.close(fig)
+    return HTML(_offline_player(html))
+
+
+#: Text symbols for the icons of matplotlib's JavaScript player (Font Awesome 4 class -> symbol).
+_PLAYER_ICONS = {
+    "fa fa-minus": "\u2212",
+    "fa fa-fast-backward": "|\u25c0\u25c0",
+    "fa fa-step-backward": "|\u25c0",
+    "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "\u275a\u275a",
+    "fa fa-play": "\u25b6",
+    "fa fa-step-forward": "\u25b6|",
+    "fa fa-fast-forward": "\u25b6\u25b6|",
+    "fa fa-plus": "+",
+}
+
+
+def _offline_player(html: str) -> str:
+    """matplotlib's player loads its button icons from a CDN stylesheet (Font Awesome); drop the
+    stylesheet and draw the buttons with text symbols, so that the animation needs no network."""
+    import re
+
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">\s*', "", html)
+    for icon, symbol in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', symbol)
+    return html
+
+
+def _render_png(draw: Callable[[Axes, object], object], value: object, size: tuple[float, float], dpi: int) -> bytes:
+    import io
+
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
+    try:
+        draw(ax, value)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def slider_figure(
+    draw: Callable[[Axes, object], object],
+    values: Sequence[object],
+    label: str = "t",
+    fmt: Callable[[object], str] = lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v),
+    control: str = "slider",
+    size: tuple[float, float] = (4.0, 4.0),
+    dpi: int = 72,
+) -> ipywidgets.VBox:
+    """An interactive figure: a control picks one of ``values`` and shows its pre-drawn panel.
+
+    Every panel is drawn once, here, by ``draw(ax, value)``, and stored as a PNG in an
+    ``ipywidgets.Stack``; the control is linked to the stack in the browser (``jslink``), so
+    the figure keeps working in the static book, where no kernel runs: the saved widget state
+    holds all panels.
+
+    Args:
+        draw: draws the panel of one value on a matplotlib ``Axes``.
+        values: the values to choose from (at least one), e.g. times, schedulers or step counts.
+        label: the control's description.
+        fmt: turns a value into its label on the control.
+        control: ``"slider"`` (a selection slider) or ``"buttons"`` (toggle buttons,
+            for a handful of named choices such as solvers or schedulers).
+        size, dpi: the size of each panel in inches, and its resolution.
+
+    Returns:
+        An ``ipywidgets.VBox``: the control(s) above the ``Stack`` of ``Image`` panels.
+    """
+    import ipywidgets as widgets
+
+    if not callable(draw):
+        raise TypeError(f"draw must be callable as draw(ax, value), got {type(draw).__name__}")
+    values = list(values) if not isinstance(values, (str, bytes)) else []
+    if not values:
+        raise ValueError("values must be a non-empty sequence of values to choose from")
+    if control not in ("slider", "buttons"):
+        raise ValueError(f"control must be 'slider' or 'buttons', got {control!r}")
+    check_positive_int(dpi, "dpi")
+    check_callable(fmt, "fmt", "fmt(value) -> str")
+    size = _check_size(size)
+    labels = [fmt(v) for v in values]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"fmt must give each value a different label, got {labels}")
+    panels = [widgets.Image(value=_render_png(draw, v, size, dpi), format="png") for v in values]
+    stack = widgets.Stack(panels, selected_index=0)
+    if control == "buttons":
+        chooser = widgets.ToggleButtons(options=labels, description=label)
+        widgets.jslink((chooser, "index"), (stack, "selected_index"))
+        return widgets.VBox([chooser, stack])
+    slider = widgets.SelectionSlider(options=labels, description=label, continuous_update=True)
+    widgets.jslink((slider, "index"), (stack, "selected_index"))
+    return widgets.VBox([slider, stack])
+
+
+def path_slider(
+    samples: Sequence[Tensor] | Tensor,
+    times: Sequence[float] | Tensor | None = None,
+    data: Tensor | None = None,
+    box: Box | None = DEFAULT_BOX,
+    max_frames: int = 11,
+    color: str = SOURCE_COLOR,
+    size: float = 3.5,
+) -> ipywidgets.VBox:
+    """A time slider over samples of a probability path: drag it to see p_t change with t.
+
+    Args:
+        samples: one tensor ``(B, 2)`` per time, or a trajectory ``(B, T + 1, 2)``.
+        times: the time of each sample set (uniform in [0, 1] when None).
+        data: optional data samples ``(N, 2)`` drawn faintly in every panel.
+        box: the drawing box.
+        max_frames: at most this many panels (>= 2), evenly spread, first and last included.
+        color: the colour of the samples.
+        size: the side of each panel in inches.
+
+    Returns:
+        The ``ipywidgets.VBox`` of :func:`slider_figure` (it works in the static book too).
+    """
+    if isinstance(samples, Tensor):
+        sets = list(_check_trajectory(samples, "samples").unbind(dim=1))
+    else:
+        sets = [check_points(x, "samples[i]", dim=2) for x in samples]
+        if not sets:
+            raise ValueError("samples must hold at least one tensor of shape (batch, 2)")
+    check_positive_int(max_frames, "max_frames", minimum=2)
+    size = _check_size(size)[0]
+    box = None if box is None else check_box(box)
+    t_values = _check_times(times, len(sets))
+    if data is not None:
+        data = check_points(data, "data", dim=2)
+    chosen = _frame_indices(len(sets), max_frames)
+
+    def draw(ax: Axes, i: int) -> None:
+        if data is not None:
+            plot_samples(data, ax=ax, color=DATA_COLOR, alpha=0.15, box=box)
+        plot_samples(sets[i], ax=ax, color=color, box=box, title=f"t = {t_values[i]:.2f}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    digits = 2  # enough decimals to tell the chosen times apart
+    while digits < 8 and len({f"{t_values[i]:.{digits}f}" for i in chosen}) < len(chosen):
+        digits += 1
+    return slider_figure(draw, chosen, label="t", fmt=lambda i: f"{t_values[i]:.{digits}f}", size=(size, size))

@@ -2,6 +2,7 @@
 # Builds the HTML book: sets up .venv, executes every chapter, prints the page to open.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+"$root/scripts/offline-assets.sh"
 jupyter-book build . --keep-going "$@"
 echo
 echo "The book is built. Open: file://$root/_build/html/index.html"

@@ -21,4 +21,3 @@ fi
 export PATH="$root/.venv/bin:$PATH"
 # Small networks train fastest with the two threads of a laptop-class CPU, not more.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-export MPLBACKEND=Agg

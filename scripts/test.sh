@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the book: lint, the unit tests of fmbook, every chapter under nbval,
-# and the book build with warnings as errors.
+# the book build with warnings as errors, and the built book read in headless Chromium.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 start=$SECONDS
@@ -9,6 +9,9 @@ ruff check .
 echo "== unit tests and chapters (nbval)"
 python -m pytest -n 2 --dist loadfile -q
 echo "== book build (warnings are errors)"
+"$root/scripts/offline-assets.sh"
 rm -rf _build/html
 jupyter-book build . -W --keep-going
+echo "== browser test (headless Chromium)"
+"$root/scripts/browser-test"
 echo "== all tests passed in $((SECONDS - start)) s; the book is at file://$root/_build/html/index.html"

@@ -114,3 +114,54 @@ def test_good_calls_draw():
     viz.plot_velocity_field(field, torch.tensor(0.5), grid=3)
     fig = viz.plot_path_histograms([("data", [X, X])], [0, 1.0], bins=5)
     assert len(fig.axes) == 2
+
+
+def straight(steps=4):
+    t = torch.linspace(0, 1, steps + 1)
+    return torch.randn(6, 1, 2) * (1 - t)[None, :, None] + t[None, :, None]
+
+
+BAD_ANIMATION = [
+    (dict(size=0.0), ValueError, r"size must be a finite number > 0"),
+    (dict(size="big"), TypeError, r"size must be a number"),
+    (dict(box=(0, 1, 2)), ValueError, r"box must be a tuple"),
+    (dict(box=(0, 1, 1, 1)), ValueError, r"box must have x_min < x_max and y_min < y_max"),
+    (dict(title=3), TypeError, r"title must be a str"),
+    (dict(times=[0.0, 0.25, 0.5, 0.75, 1.5]), ValueError, r"times must lie in \[0, 1\]"),
+    (dict(times=torch.tensor([0.0, 0.25, math.nan, 0.75, 1.0])), ValueError, r"times must lie in \[0, 1\]"),
+    (dict(dpi=0), ValueError, r"dpi must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("change, exc, match", BAD_ANIMATION, ids=[c[2] for c in BAD_ANIMATION])
+def test_animate_flow_more_bad_input(change, exc, match):
+    with pytest.raises(exc, match=match):
+        viz.animate_flow(**(dict(trajectory=straight()) | change))
+
+
+BAD_SLIDER = [
+    (dict(fmt="{:g}"), TypeError, r"fmt must be callable"),
+    (dict(size=(4.0, -1.0)), ValueError, r"size must be a finite number > 0"),
+    (dict(size=None), TypeError, r"size must be a number"),
+    (dict(dpi=2.5), TypeError, r"dpi must be an int"),
+]
+
+
+@pytest.mark.parametrize("change, exc, match", BAD_SLIDER, ids=[c[2] for c in BAD_SLIDER])
+def test_slider_figure_more_bad_input(change, exc, match):
+    with pytest.raises(exc, match=match):
+        viz.slider_figure(**(dict(draw=lambda ax, v: None, values=[0.0, 1.0]) | change))
+
+
+BAD_PATH_SLIDER = [
+    (dict(size=-3.0), ValueError, r"size must be a finite number > 0"),
+    (dict(box=(math.nan, 1, 0, 1)), ValueError, r"box must hold four finite numbers"),
+    (dict(times=[0.0, 0.2, 0.4, 0.6, -0.8]), ValueError, r"times must lie in \[0, 1\]"),
+    (dict(samples=torch.full((3, 5, 2), math.inf)), ValueError, r"samples must contain only finite values"),
+]
+
+
+@pytest.mark.parametrize("change, exc, match", BAD_PATH_SLIDER, ids=[c[2] for c in BAD_PATH_SLIDER])
+def test_path_slider_more_bad_input(change, exc, match):
+    with pytest.raises(exc, match=match):
+        viz.path_slider(**(dict(samples=straight()) | change))

@@ -1,0 +1,332 @@
+"""Reads the built book in headless Chromium and checks what a reader sees on every page.
+
+Run after the book build (``scripts/browser-test`` installs Chromium when it is missing):
+
+    python scripts/browser_test.py [--html _build/html] [--screenshots _build/screenshots]
+
+Each page is served from a local HTTP server and opened with every request to another host
+blocked and recorded. For every page it checks that
+
+* the maths is typeset: MathJax drew ``mjx-container`` elements and no raw TeX (``\\(``,
+  ``\\[``, ``$$``, ``\\begin{``) is left in the text outside code;
+* every image has loaded (``naturalWidth > 0``), including the frames of animations, and
+  every cell that calls ``plt.show()`` shows a figure;
+* no cell shows an error or a traceback, and the page raised no JavaScript error;
+* every widget view rendered (the widget manager drew it from the saved state), and a
+  slider linked to a stack of pictures changes the picture without a kernel;
+* exercise solutions are hidden until their button is clicked, and shown after;
+* every file the page asks its server for exists (no 404);
+* the page asked for nothing from another host, when ``_static/SOURCE`` says that the
+  offline assets came from npm (with the CDN fallback, the maths and widgets need it).
+
+A full-page screenshot of each page goes to the screenshots folder. Exit status 0 when every
+page passes; otherwise each failure is printed and the status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import re
+import socketserver
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Page errors that come from the book's toolchain, not from its content, with the reason.
+KNOWN_PAGE_ERRORS = {
+    # sphinx-thebe 0.3.1 adds its configuration script twice when Jupyter Book reads the
+    # sources in two passes; the second copy fails, the first one works.
+    "Identifier 'THEBE_JS_URL' has already been declared",
+}
+RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\\begin\{")
+SKIP_PAGES = {"genindex.html", "search.html"}
+
+
+@dataclass
+class PageReport:
+    path: str
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.failures.append(message)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep the test output short
+        pass
+
+
+def serve(root: Path) -> tuple[socketserver.ThreadingTCPServer, str]:
+    """Serve ``root`` on a free local port in a background thread; returns (server, base URL)."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def book_pages(root: Path) -> list[Path]:
+    """Every HTML page of the book (not the static files, the sources, the index or the search)."""
+    pages = []
+    for p in sorted(root.rglob("*.html")):
+        rel = p.relative_to(root)
+        if rel.parts[0] in ("_static", "_sources", "_images") or rel.name in SKIP_PAGES:
+            continue
+        if "http-equiv=\"Refresh\"" in p.read_text(encoding="utf8", errors="replace")[:2000]:
+            continue  # the redirect index.html -> intro.html
+        pages.append(p)
+    return pages
+
+
+# JavaScript run in the page ------------------------------------------------------------
+
+WAIT_FOR_MATHJAX = """async () => {
+  const mj = window.MathJax;
+  if (!document.querySelector('script[src*="mathjax"]')) return "no maths on this page";
+  for (let i = 0; i < 200 && !(mj && window.MathJax.startup && window.MathJax.startup.promise); i++)
+    await new Promise(r => setTimeout(r, 50));
+  if (!(window.MathJax && window.MathJax.startup)) return "MathJax did not start";
+  await window.MathJax.startup.promise;
+  return "typeset";
+}"""
+
+MATHS = """() => {
+  const skip = "pre, code, script, style, textarea, mjx-container, .highlight, .cell_input";
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const raw = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.parentElement && n.parentElement.closest(skip)) continue;
+    raw.push(n.textContent);
+  }
+  return {
+    containers: document.querySelectorAll("mjx-container").length,
+    mathNodes: document.querySelectorAll(".math, div.math, span.math").length,
+    errors: document.querySelectorAll("mjx-merror, [data-mjx-error]").length,
+    text: raw.join(" "),
+  };
+}"""
+
+IMAGES = """async () => {
+  const imgs = Array.from(document.images);
+  for (const img of imgs) img.loading = "eager";
+  await Promise.all(imgs.map(img => img.complete ? null :
+    new Promise(r => { img.addEventListener("load", r); img.addEventListener("error", r);
+                       setTimeout(r, 10000); })));
+  return imgs.filter(img => !(img.complete && img.naturalWidth > 0))
+             .map(img => (img.currentSrc || img.src || "(no src)").slice(0, 120));
+}"""
+
+CELL_ERRORS = """() => {
+  const bad = Array.from(document.querySelectorAll(
+      ".cell_output .traceback, .cell_output .error, .output.traceback, .output.error"));
+  const outputs = Array.from(document.querySelectorAll(".cell_output"));
+  const tracebacks = outputs.filter(o => /Traceback \\(most recent call last\\)|\\w+Error: /.test(o.innerText));
+  return bad.concat(tracebacks).map(e => e.innerText.slice(0, 200));
+}"""
+
+WIDGETS = """async () => {
+  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
+  if (!views.length) return {views: 0, rendered: 0};
+  for (let i = 0; i < 200; i++) {
+    if (views.every(v => v.parentElement.querySelector(".jupyter-widgets, .widget-subarea > *"))) break;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  const rendered = views.filter(v => {
+    const w = v.parentElement.querySelector(".jupyter-widgets");
+    return w && w.getBoundingClientRect().height > 0;
+  }).length;
+  return {views: views.length, rendered: rendered};
+}"""
+
+STACK_PICTURE = """(box) => {
+  const imgs = Array.from(box.querySelectorAll(".widget-image"));
+  const shown = imgs.filter(i => i.offsetParent !== null && i.getBoundingClientRect().height > 0);
+  return shown.length ? shown[0].src : null;
+}"""
+
+FIGURELESS_CELLS = r"""() => Array.from(document.querySelectorAll(".cell")).filter(cell => {
+  const input = cell.querySelector(".cell_input");
+  return input && /plt\.show\(\)/.test(input.textContent) && !cell.querySelector(".cell_output img");
+}).map(cell => cell.querySelector(".cell_input").textContent.trim().slice(0, 80))"""
+
+SOLUTIONS = """() => Array.from(document.querySelectorAll(".solution.dropdown, details.solution")).map(s => {
+  const body = Array.from(s.children).filter(c => !c.classList.contains("admonition-title") &&
+                                                  c.tagName !== "SUMMARY" && c.tagName !== "BUTTON");
+  const visible = body.some(c => c.getBoundingClientRect().height > 0 && getComputedStyle(c).display !== "none");
+  return {id: s.id, visible: visible};
+})"""
+
+
+# The checks ----------------------------------------------------------------------------
+
+
+def check_page(page: Page, url: str, report: PageReport, expect_offline: bool, shots: Path) -> None:
+    errors: list[str] = []
+    external: list[str] = []
+    missing: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("response", lambda r: r.status >= 400 and missing.append(f"{r.status} {r.url}"))
+    base = url.split("/", 3)[:3]
+    local = "/".join(base)
+
+    def route(r):
+        if r.request.url.startswith(local) or r.request.url.startswith(("data:", "blob:")):
+            return r.continue_()
+        external.append(r.request.url)
+        return r.abort()
+
+    page.route("**/*", route)
+    page.goto(url, wait_until="load")
+
+    status = page.evaluate(WAIT_FOR_MATHJAX)
+    maths = page.evaluate(MATHS)
+    if status != "no maths on this page":
+        report.check(status == "typeset", f"maths: {status}")
+        report.check(maths["containers"] > 0, "maths: MathJax drew no mjx-container on a page with maths")
+    else:
+        report.check(maths["mathNodes"] == 0, "maths: the page has maths but does not load MathJax")
+    report.check(maths["errors"] == 0, f"maths: {maths['errors']} formula(s) with a TeX error")
+    raw = RAW_TEX.search(maths["text"])
+    if raw:
+        start = max(raw.start() - 40, 0)
+        report.failures.append(f"maths: raw TeX left in the text: ...{maths['text'][start:raw.end() + 40]!r}...")
+
+    widgets = page.evaluate(WIDGETS)
+    report.check(
+        widgets["rendered"] == widgets["views"],
+        f"widgets: {widgets['rendered']} of {widgets['views']} widget views rendered",
+    )
+    if widgets["views"]:
+        report.notes.append(f"{widgets['views']} widget view(s) rendered")
+        check_linked_slider(page, report)
+
+    broken = page.evaluate(IMAGES)
+    report.check(not broken, f"images: {len(broken)} did not load: {broken[:3]}")
+    figureless = page.evaluate(FIGURELESS_CELLS)
+    report.check(
+        not figureless,
+        f"figures: {len(figureless)} cell(s) call plt.show() but show no figure (was MPLBACKEND=Agg set "
+        f"for the build?): {figureless[:2]}",
+    )
+    cell_errors = page.evaluate(CELL_ERRORS)
+    report.check(not cell_errors, f"cells: {len(cell_errors)} output(s) show an error: {cell_errors[:2]}")
+    check_solutions(page, report)
+
+    report.check(not missing, f"files: the page asked for missing files: {missing[:3]}")
+    unexpected = [e for e in errors if not any(k in e for k in KNOWN_PAGE_ERRORS)]
+    report.check(not unexpected, f"javascript: the page raised {unexpected[:3]}")
+    if expect_offline:
+        report.check(not external, f"offline: the page asked other hosts for {sorted(set(external))[:4]}")
+    elif external:
+        report.notes.append(f"{len(set(external))} request(s) to other hosts (CDN fallback)")
+
+    name = report.path.replace("/", "__").removesuffix(".html") + ".png"
+    page.screenshot(path=str(shots / name), full_page=True)
+
+
+def check_linked_slider(page: Page, report: PageReport) -> None:
+    """A slider linked to a stack of pictures (fmbook.viz.slider_figure) must switch pictures."""
+    boxes = page.locator(".widget-vbox:has(.widget-hslider):has(.widget-image)")
+    for i in range(boxes.count()):
+        box = boxes.nth(i)
+        before = box.evaluate(STACK_PICTURE)
+        handle = box.locator(".widget-hslider .noUi-handle, .widget-hslider .ui-slider-handle").first
+        if before is None or handle.count() == 0:
+            report.failures.append("widgets: a slider figure shows no picture or has no slider handle")
+            continue
+        handle.focus()
+        page.keyboard.press("End")
+        page.wait_for_timeout(300)
+        after = box.evaluate(STACK_PICTURE)
+        report.check(after is not None and after != before, "widgets: moving the slider did not change the picture")
+
+
+def check_solutions(page: Page, report: PageReport) -> None:
+    """Every exercise solution starts hidden, and clicking its title shows it."""
+    solutions = page.evaluate(SOLUTIONS)
+    for s in solutions:
+        report.check(not s["visible"], f"exercises: solution {s['id']} is visible before a click")
+    for s in solutions:
+        if s["visible"]:
+            continue
+        target = page.locator(f'[id="{s["id"]}"]')
+        target.scroll_into_view_if_needed()
+        button = target.locator(".toggle-button")
+        if button.count() == 0:
+            button = target.locator("summary, .admonition-title")
+        button.first.click()
+        page.wait_for_timeout(400)  # the toggle animates
+        now = {x["id"]: x["visible"] for x in page.evaluate(SOLUTIONS)}
+        report.check(now.get(s["id"], False), f"exercises: solution {s['id']} stays hidden after a click")
+    if solutions:
+        report.notes.append(f"{len(solutions)} solution(s) hidden, then shown on click")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--html", default="_build/html", type=Path, help="the built book")
+    parser.add_argument("--screenshots", default="_build/screenshots", type=Path)
+    parser.add_argument("--chromium", default=CHROMIUM, help="the Chromium executable")
+    args = parser.parse_args(argv)
+    root = args.html.resolve()
+    if not (root / "index.html").exists():
+        print(f"no built book at {root} (build it first: jupyter-book build .)", file=sys.stderr)
+        return 2
+    source = root / "_static" / "SOURCE"
+    expect_offline = source.exists() and " npm: " in f" {source.read_text()}"
+    print(f"offline assets: {source.read_text().strip() if source.exists() else 'missing'}")
+    args.screenshots.mkdir(parents=True, exist_ok=True)
+    server, base = serve(root)
+    reports = []
+    try:
+        with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="fmbook-chromium-") as profile:
+            browser = p.chromium.launch_persistent_context(
+                profile,
+                executable_path=args.chromium,
+                args=CHROMIUM_FLAGS,
+                headless=True,
+                viewport={"width": 1280, "height": 900},
+            )
+            for path in book_pages(root):
+                rel = path.relative_to(root).as_posix()
+                report = PageReport(rel)
+                page = browser.new_page()
+                try:
+                    check_page(page, f"{base}/{rel}", report, expect_offline, args.screenshots)
+                except Exception as err:  # a page that cannot be checked fails, with the reason
+                    report.failures.append(f"could not check the page: {type(err).__name__}: {err}")
+                finally:
+                    page.close()
+                reports.append(report)
+                mark = "ok  " if not report.failures else "FAIL"
+                print(f"{mark} {rel}" + (f"  ({'; '.join(report.notes)})" if report.notes else ""))
+                for f in report.failures:
+                    print(f"       {f}")
+            browser.close()
+    finally:
+        server.shutdown()
+    failed = [r for r in reports if r.failures]
+    print(f"{len(reports) - len(failed)} of {len(reports)} pages passed; screenshots in {args.screenshots}")
+    return 1 if failed or not reports else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

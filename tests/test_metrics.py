@@ -1,0 +1,93 @@
+"""Tests of fmbook.metrics: basic properties and independent computations."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from fmbook import data, metrics
+
+
+def test_zero_on_identical_sets_and_symmetric():
+    a = data.sample_moons(300, seed=0)
+    b = data.sample_moons(300, seed=1)
+    for m in (metrics.sliced_w2, metrics.exact_w2, metrics.mmd_rbf):
+        assert m(a, a) == pytest.approx(0.0, abs=1e-7)
+        assert m(a, b) == pytest.approx(m(b, a), rel=1e-9)
+        assert m(a, b) > 0
+
+
+def test_scaling():
+    a, b = torch.randn(200, 2, dtype=torch.float64), torch.randn(200, 2, dtype=torch.float64) + 0.5
+    assert metrics.sliced_w2(3 * a, 3 * b) == pytest.approx(3 * metrics.sliced_w2(a, b), rel=1e-9)
+    assert metrics.exact_w2(3 * a, 3 * b) == pytest.approx(3 * metrics.exact_w2(a, b), rel=1e-6)
+    # With the median-heuristic bandwidth, MMD is invariant to a common rescaling.
+    assert metrics.mmd_rbf(3 * a, 3 * b) == pytest.approx(metrics.mmd_rbf(a, b), rel=1e-6)
+
+
+def test_translation_distances():
+    a = torch.randn(150, 2, dtype=torch.float64)
+    shift = torch.tensor([0.3, -0.4], dtype=torch.float64)
+    # W2(a, a + v) = |v|; the sliced version is sqrt(mean_theta <v, theta>^2) = |v| / sqrt(2) in 2-D.
+    assert metrics.exact_w2(a, a + shift) == pytest.approx(0.5, rel=1e-6)
+    assert metrics.sliced_w2(a, a + shift) == pytest.approx(0.5 / math.sqrt(2), rel=1e-6)
+
+
+def test_exact_w2_against_brute_force():
+    torch.manual_seed(0)
+    a, b = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    best = min(((a - b[list(p)]) ** 2).sum(1).mean().item() for p in itertools.permutations(range(6)))
+    assert metrics.exact_w2(a, b) == pytest.approx(math.sqrt(best), rel=1e-9)
+
+
+def test_sliced_is_at_most_exact():
+    a, b = data.sample_moons(400, seed=0), data.sample_checkerboard(400, seed=0) * 0.5
+    assert metrics.sliced_w2(a, b) <= metrics.exact_w2(a, b) + 1e-9
+
+
+def test_sliced_w2_in_one_dimension_equals_sorted_distance():
+    a, b = torch.randn(50, 1, dtype=torch.float64), torch.randn(50, 1, dtype=torch.float64) * 2
+    expected = ((a[:, 0].sort().values - b[:, 0].sort().values) ** 2).mean().sqrt().item()
+    assert metrics.sliced_w2(a, b, n_directions=4) == pytest.approx(expected, rel=1e-9)
+
+
+def test_sliced_w2_unequal_sizes():
+    a = data.sample_moons(1000, seed=0)
+    assert metrics.sliced_w2(a, a[::2]) < 0.05
+    assert metrics.sliced_w2(a, a[:500] + 1.0) > 0.5
+
+
+def test_mmd_against_direct_double_sum():
+    torch.manual_seed(0)
+    a, b, h = torch.randn(7, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64), 0.8
+
+    def k(x, y):
+        return math.exp(-float(((x - y) ** 2).sum()) / (2 * h * h))
+
+    kaa = sum(k(x, y) for x in a for y in a) / 49
+    kbb = sum(k(x, y) for x in b for y in b) / 25
+    kab = sum(k(x, y) for x in a for y in b) / 35
+    assert metrics.mmd_rbf(a, b, bandwidth=h) == pytest.approx(math.sqrt(kaa + kbb - 2 * kab), rel=1e-9)
+
+
+def test_noise_floor_is_what_independent_draws_score():
+    floor = metrics.noise_floor(metrics.sliced_w2, data.sample_moons, 500, repeats=4)
+    assert 0 < floor < 0.3
+    far = metrics.sliced_w2(data.sample_moons(500, seed=0), data.sample_gaussian(500, seed=0))
+    assert far > 4 * floor
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: metrics.sliced_w2(torch.randn(5, 2), torch.randn(5, 3)), "b must have 2 columns"),
+        (lambda: metrics.exact_w2(torch.randn(5), torch.randn(5, 2)), "a must have shape"),
+        (lambda: metrics.mmd_rbf(torch.randn(5, 2), torch.randn(5, 2), bandwidth=0.0), "bandwidth must be"),
+        (lambda: metrics.sliced_w2(torch.randn(5, 2), torch.randn(5, 2), n_directions=0), "n_directions must be"),
+        (lambda: metrics.noise_floor(metrics.sliced_w2, data.sample_moons, 0), "n must be"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

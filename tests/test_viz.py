@@ -1,0 +1,178 @@
+"""The figures, animations and widgets of fmbook.viz run, return the right types and check input."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from IPython.display import HTML
+
+from fmbook import viz
+
+
+@pytest.fixture(autouse=True)
+def no_figures_left_open():
+    before = set(plt.get_fignums())
+    yield
+    leaked = set(plt.get_fignums()) - before
+    plt.close("all")
+    assert not leaked, f"figures left open: {leaked}"
+
+
+def straight_trajectory(b: int = 30, steps: int = 10) -> torch.Tensor:
+    """x_t = (1 - t) x0 + t x1 on a grid: shape (b, steps + 1, 2)."""
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(b, 2, generator=g), torch.randn(b, 2, generator=g) + 2
+    t = torch.linspace(0, 1, steps + 1)[None, :, None]
+    return (1 - t) * x0[:, None] + t * x1[:, None]
+
+
+def embedded_frames(html: str) -> int:
+    return len(re.findall(r"frames\[\d+\] = \"data:image/png;base64", html))
+
+
+def test_animate_flow_embeds_every_frame_as_javascript_html():
+    out = viz.animate_flow(straight_trajectory(steps=10), data=torch.randn(50, 2), title="flow")
+    assert isinstance(out, HTML)
+    assert "<script" in out.data and "animation" in out.data.lower()
+    assert embedded_frames(out.data) == 11
+    # the player needs no network: no stylesheet from a CDN, no icon-font classes left
+    assert "http://" not in out.data and "https://" not in out.data
+    assert 'class="fa' not in out.data and "\u25b6" in out.data
+
+
+def test_animate_flow_limits_the_number_of_frames():
+    out = viz.animate_flow(straight_trajectory(steps=100), max_frames=6, box=None)
+    assert embedded_frames(out.data) == 6
+    assert viz._frame_indices(101, 6) == [0, 20, 40, 60, 80, 100]
+    assert viz._frame_indices(3, 6) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"trajectory": torch.zeros(5, 2)}, ValueError, "trajectory must be a tensor of shape"),
+        ({"trajectory": torch.zeros(5, 4, 3)}, ValueError, "trajectory must be a tensor of shape"),
+        ({"trajectory": torch.zeros(5, 1, 2)}, ValueError, "two times"),
+        ({"trajectory": torch.full((5, 3, 2), float("nan"))}, ValueError, "finite"),
+        ({"trajectory": [[0.0, 1.0]]}, ValueError, "trajectory must be a tensor"),
+        ({"times": [0.0, 1.0]}, ValueError, "times must hold 11 values"),
+        ({"n": 0}, ValueError, "n must be >= 1"),
+        ({"max_frames": 1}, ValueError, "max_frames must be >= 2"),
+        ({"interval": 1.5}, TypeError, "interval must be an int"),
+        ({"data": torch.zeros(4, 3)}, ValueError, "data must have 2 columns"),
+    ],
+)
+def test_animate_flow_bad_input(kwargs, error, match):
+    args = {"trajectory": straight_trajectory(steps=10)} | kwargs
+    with pytest.raises(error, match=match):
+        viz.animate_flow(**args)
+
+
+def image_panels(box: widgets.VBox) -> list[widgets.Image]:
+    stack = box.children[-1]
+    assert isinstance(stack, widgets.Stack)
+    assert all(isinstance(p, widgets.Image) and p.format == "png" for p in stack.children)
+    assert all(bytes(p.value).startswith(b"\x89PNG") for p in stack.children)
+    return list(stack.children)
+
+
+def links_of(model) -> set[tuple[str, str]]:
+    """The (source, target) traits of the browser-side links of ``model`` in the saved widget state."""
+    state = widgets.Widget.get_manager_state(drop_defaults=False)["state"]
+    ref = f"IPY_MODEL_{model.model_id}"
+    return {
+        (s["state"]["source"][1], s["state"]["target"][1])
+        for s in state.values()
+        if s["model_name"] == "LinkModel" and ref in (s["state"]["source"][0], s["state"]["target"][0])
+    }
+
+
+def test_slider_figure_prerenders_one_panel_per_value_and_links_them_in_the_browser():
+    drawn = []
+
+    def draw(ax, value):
+        drawn.append(value)
+        ax.plot([0, 1], [0, value])
+
+    box = viz.slider_figure(draw, [0.0, 0.5, 1.0])
+    assert isinstance(box, widgets.VBox)
+    assert drawn == [0.0, 0.5, 1.0]
+    panels = image_panels(box)
+    assert len(panels) == 3 and len({bytes(p.value) for p in panels}) == 3  # three different pictures
+    slider = box.children[0]
+    assert isinstance(slider, widgets.SelectionSlider) and slider.options == ("0", "0.5", "1")
+    # the link runs in the browser (jslink), so the static page stays interactive
+    assert links_of(slider) == {("index", "selected_index")}
+    # the saved state of the page holds the panels
+    state = widgets.Widget.get_manager_state(drop_defaults=True)["state"]
+    assert box.children[-1].model_id in state
+
+
+def test_slider_figure_with_buttons():
+    box = viz.slider_figure(lambda ax, name: ax.set_title(name), ["euler", "midpoint"], label="solver",
+                            control="buttons")
+    chooser, stack = box.children
+    assert isinstance(chooser, widgets.ToggleButtons) and chooser.options == ("euler", "midpoint")
+    assert len(image_panels(box)) == 2
+    assert links_of(chooser) == {("index", "selected_index")}
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((3, [1]), TypeError, "draw must be callable"),
+        ((lambda ax, v: None, []), ValueError, "values must be a non-empty"),
+        ((lambda ax, v: None, "abc"), ValueError, "values must be a non-empty"),
+        ((lambda ax, v: None, [1], "t", str, "knob"), ValueError, "control must be"),
+        ((lambda ax, v: None, [0.1, 0.1]), ValueError, "different label"),
+    ],
+)
+def test_slider_figure_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        viz.slider_figure(*args)
+
+
+def test_slider_figure_closes_its_figure_when_draw_fails():
+    def draw(ax, value):
+        raise RuntimeError("broken panel")
+
+    with pytest.raises(RuntimeError, match="broken panel"):
+        viz.slider_figure(draw, [1])
+
+
+def test_path_slider_from_sample_sets_and_from_a_trajectory():
+    traj = straight_trajectory(steps=20)
+    box = viz.path_slider(traj, data=torch.randn(40, 2))
+    assert len(image_panels(box)) == 11
+    assert box.children[0].options[0] == "0.00" and box.children[0].options[-1] == "1.00"
+    sets = [traj[:, 0], traj[:, -1]]
+    box = viz.path_slider(sets, times=[0.0, 1.0])
+    assert len(image_panels(box)) == 2
+    close = viz.path_slider([traj[:, 0], traj[:, 1]], times=[0.5, 0.501])
+    assert close.children[0].options == ("0.500", "0.501")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (([],), {}, "at least one"),
+        (([torch.zeros(3, 3)],), {}, r"samples\[i\] must have 2 columns"),
+        ((torch.zeros(3, 2),), {}, "samples must be a tensor of shape"),
+        (([torch.zeros(3, 2)] * 3,), {"times": [0, 1]}, "times must hold 3 values"),
+        (([torch.zeros(3, 2)] * 3,), {"max_frames": 1}, "max_frames must be >= 2"),
+    ],
+)
+def test_path_slider_bad_input(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        viz.path_slider(*args, **kwargs)
+
+
+def test_png_panels_decode():
+    box = viz.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=50)
+    png = bytes(image_panels(box)[0].value)
+    assert base64.b64encode(png)  # a plain PNG that the saved state can carry
