@@ -30,8 +30,10 @@ def _resolve_seed(seed: int | None) -> int:
         return int(torch.randint(0, 2**31 - 1, ()).item())
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must lie in [0, 2**32 - 1], got {seed}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if seed >= 2**32:
+        raise ValueError(f"seed must be < 2**32 (scikit-learn's limit), got {seed}")
     return seed
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ._validation import as_time, check_batch, check_callable, check_model_output, check_same_shape
+from ._validation import as_time, check_batch, check_callable, check_same_shape
 from .paths import AffinePath, CondOTScheduler
 
 Divergence = Callable[[Tensor, Tensor], Tensor]
@@ -115,7 +115,13 @@ def cfm_loss(
         t = as_time(t, x0.shape[0], x0)
     path = path or AffinePath(CondOTScheduler())
     sample = path.sample(x0, x1, t)
-    prediction = check_model_output(model(sample.x_t, sample.t), sample.x_t.shape, "model(x_t, t)")
+    prediction = model(sample.x_t, sample.t)
+    if not isinstance(prediction, Tensor):
+        raise TypeError(f"model(x_t, t) must return a torch.Tensor, got {type(prediction).__name__}")
+    if prediction.shape != sample.x_t.shape:
+        raise ValueError(
+            f"model(x_t, t) must return the shape of x_t {tuple(sample.x_t.shape)}, got {tuple(prediction.shape)}"
+        )
     per_sample = divergence(sample.dx_t, prediction)
     if not isinstance(per_sample, Tensor) or per_sample.shape != (x0.shape[0],):
         shape = tuple(per_sample.shape) if isinstance(per_sample, Tensor) else type(per_sample).__name__
