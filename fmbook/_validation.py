@@ -130,6 +130,23 @@ def check_unit_interval(value: object, name: str, open_low: bool = False, open_h
     return value
 
 
+def check_callable(value: object, name: str, signature: str) -> None:
+    """Check that ``value`` can be called (``signature`` shows how, e.g. ``"velocity(x, t)"``)."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable as {signature}, got {type(value).__name__}")
+
+
+def check_box(box: object, name: str = "box") -> tuple[float, float, float, float]:
+    """Check a drawing box ``(x_min, x_max, y_min, y_max)`` of finite numbers with min < max."""
+    if not isinstance(box, (tuple, list)) or len(box) != 4:
+        raise ValueError(f"{name} must be a tuple (x_min, x_max, y_min, y_max), got {box!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in box):
+        raise ValueError(f"{name} must hold four finite numbers (x_min, x_max, y_min, y_max), got {box!r}")
+    if not (box[0] < box[1] and box[2] < box[3]):
+        raise ValueError(f"{name} must have x_min < x_max and y_min < y_max, got {box!r}")
+    return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+
+
 def check_model_output(out: object, expected_shape: torch.Size, name: str = "model(x, t)") -> Tensor:
     """Check that a velocity model returned a tensor of the shape of its input."""
     if not isinstance(out, Tensor):

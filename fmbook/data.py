@@ -33,6 +33,8 @@ def _resolve_seed(seed: int | None) -> int:
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if seed >= 2**32:
+        raise ValueError(f"seed must be < 2**32 (scikit-learn's limit), got {seed}")
     return seed
 
 
@@ -81,6 +83,7 @@ def canonical_moons_sklearn(n: int, seed: int = 0, noise: float = 0.05) -> Tenso
     """``2 * (X - (0.5, 0.25))`` with ``X = sklearn.datasets.make_moons(n, noise)``: the reference
     definition of the canonical moons (points evenly spaced along the arcs), float32 ``(n, 2)``."""
     check_positive_int(n, "n")
+    check_positive_float(noise, "noise", allow_zero=True)
     x, _ = make_moons(n_samples=n, noise=noise, random_state=_resolve_seed(seed))
     return torch.as_tensor(2.0 * (x - np.array([0.5, 0.25])), dtype=torch.float32)
 
@@ -179,7 +182,7 @@ DATASETS: dict[str, Sampler] = {
 
 def sample(name: str, n: int, seed: int | None = None) -> Tensor:
     """Draw ``n`` points of the data set called ``name`` (a key of :data:`DATASETS`)."""
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name must be one of {sorted(DATASETS)}, got {name!r}")
     return DATASETS[name](n, seed=seed)
 

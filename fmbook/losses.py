@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ._validation import as_time, check_batch, check_same_shape
+from ._validation import as_time, check_batch, check_callable, check_same_shape
 from .paths import AffinePath, CondOTScheduler
 
 Divergence = Callable[[Tensor, Tensor], Tensor]
@@ -28,6 +28,18 @@ Divergence = Callable[[Tensor, Tensor], Tensor]
 
 def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1)
+
+
+def _check_pair(a: object, b: object) -> None:
+    """Shape and dtype checks of a divergence's arguments (no value checks: no device sync)."""
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"{name} must have shape (batch, ...) with batch >= 1, got {tuple(x.shape)}")
+    check_same_shape(a, b, "a", "b")
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class Bregman:
     grad_phi: Callable[[Tensor], Tensor]
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        _check_pair(a, b)
         a, b = _flat(a), _flat(b)
         return self.phi(a) - self.phi(b) - (self.grad_phi(b) * (a - b)).sum(dim=1)
 
@@ -62,6 +75,7 @@ log_cosh = Bregman(
 
 def l1_distance(a: Tensor, b: Tensor) -> Tensor:
     """:math:`\\|a - b\\|_1` per sample, ``(B,)``. Not a Bregman divergence: its minimiser is a median."""
+    _check_pair(a, b)
     return (_flat(a) - _flat(b)).abs().sum(dim=1)
 
 
@@ -88,6 +102,10 @@ def cfm_loss(
     Returns:
         The scalar mean over the batch of ``D(dx_t, model(x_t, t))``.
     """
+    check_callable(model, "model", "model(x_t, t)")
+    check_callable(divergence, "divergence", "divergence(target, prediction)")
+    if path is not None and not isinstance(path, AffinePath):
+        raise TypeError(f"path must be an AffinePath such as AffinePath(CondOTScheduler()), got {path!r}")
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
@@ -98,12 +116,17 @@ def cfm_loss(
     path = path or AffinePath(CondOTScheduler())
     sample = path.sample(x0, x1, t)
     prediction = model(sample.x_t, sample.t)
+    if not isinstance(prediction, Tensor):
+        raise TypeError(f"model(x_t, t) must return a torch.Tensor, got {type(prediction).__name__}")
     if prediction.shape != sample.x_t.shape:
         raise ValueError(
-            f"model(x_t, t) must return the shape of x_t {tuple(sample.x_t.shape)}, "
-            f"got {tuple(prediction.shape)}"
+            f"model(x_t, t) must return the shape of x_t {tuple(sample.x_t.shape)}, got {tuple(prediction.shape)}"
         )
-    return divergence(sample.dx_t, prediction).mean()
+    per_sample = divergence(sample.dx_t, prediction)
+    if not isinstance(per_sample, Tensor) or per_sample.shape != (x0.shape[0],):
+        shape = tuple(per_sample.shape) if isinstance(per_sample, Tensor) else type(per_sample).__name__
+        raise ValueError(f"divergence must return one value per sample, shape ({x0.shape[0]},), got {shape}")
+    return per_sample.mean()
 
 
 # ---------------------------------------------------------------------------------------------

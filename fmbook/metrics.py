@@ -19,7 +19,7 @@ import ot
 import torch
 from torch import Tensor
 
-from ._validation import check_points, check_positive_int
+from ._validation import check_callable, check_points, check_positive_float, check_positive_int
 
 Metric = Callable[[Tensor, Tensor], float]
 
@@ -99,9 +99,13 @@ def mmd_rbf(a: Tensor, b: Tensor, bandwidth: float | None = None) -> float:
     the metric invariant to a common rescaling of both sets.
     """
     a, b = _pair(a, b)
+    if bandwidth is not None:
+        check_positive_float(bandwidth, "bandwidth")
     h = median_bandwidth(a, b) if bandwidth is None else float(bandwidth)
     if not (math.isfinite(h) and h > 0):
-        raise ValueError(f"bandwidth must be a finite number > 0, got {h}")
+        raise ValueError(
+            f"bandwidth: the median heuristic gave {h} (the points coincide); pass a bandwidth > 0"
+        )
 
     def k(x: Tensor, y: Tensor) -> Tensor:
         return torch.exp(-torch.cdist(x, y) ** 2 / (2 * h * h)).mean()
@@ -122,8 +126,12 @@ def noise_floor(
     ``sampler(n, seed=...)`` is a data sampler such as :func:`fmbook.data.sample_moons`; the
     floor is what a perfect generator would score against ``n`` fresh data points.
     """
+    check_callable(metric, "metric", "metric(a, b)")
+    check_callable(sampler, "sampler", "sampler(n, seed=...)")
     check_positive_int(n, "n")
     check_positive_int(repeats, "repeats")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     values = [
         metric(sampler(n, seed=seed + 2 * i + 1_000), sampler(n, seed=seed + 2 * i + 1_001))
         for i in range(repeats)

@@ -107,7 +107,12 @@ class PolynomialScheduler(Scheduler):
 
     def coefficients(self, t: Tensor) -> SchedulerOutput:
         a = t**self.n
-        da = self.n * t ** (self.n - 1) if self.n != 1 else torch.ones_like(t)
+        if self.n == 1:
+            da = torch.ones_like(t)
+        elif self.n < 1:
+            da = self.n * t.clamp_min(SIGMA_FLOOR) ** (self.n - 1)
+        else:
+            da = self.n * t ** (self.n - 1)
         return SchedulerOutput(a, 1 - a, da, -da)
 
     def __repr__(self) -> str:
@@ -567,7 +572,7 @@ def posterior_mean(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | 
     Returns:
         Tensor of shape ``(B, d)``.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     data = check_points(data, "data", dim=x.shape[1])
     t = as_time(t, x.shape[0], x)
@@ -583,7 +588,7 @@ def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
     ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``. At the data end, where
     :math:`\sigma_1 = 0`, ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     x1_hat = posterior_mean(x, t, data, scheduler)
@@ -595,7 +600,7 @@ def marginal_score(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | 
 
     Shapes as in :func:`marginal_velocity`; ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     x1_hat = posterior_mean(x, t, data, scheduler)
@@ -609,7 +614,7 @@ def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Schedu
     Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B,)``.
     ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
     """
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     data = check_points(data, "data", dim=x.shape[1])
     t = as_time(t, x.shape[0], x)

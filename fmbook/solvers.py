@@ -22,7 +22,13 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from ._validation import check_batch, check_model_output, check_positive_float, check_positive_int
+from ._validation import (
+    check_batch,
+    check_callable,
+    check_model_output,
+    check_positive_float,
+    check_positive_int,
+)
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 Step = Callable[[Velocity, Tensor, Tensor, Tensor], Tensor]
@@ -50,26 +56,48 @@ def _at(t: Tensor, x: Tensor) -> Tensor:
     return t.to(x.dtype).expand(x.shape[0])
 
 
-def euler_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+def _step_args(velocity: object, x: object, t: object, h: object) -> tuple[Tensor, Tensor]:
+    """Check the arguments of a single step; ``t`` and ``h`` may be floats or 0-d tensors."""
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
+        what = f"dtype {x.dtype}, shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor of shape (batch, ...), got {what}")
+    out = []
+    for name, value in (("t", t), ("h", h)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+            raise TypeError(f"{name} must be a float or a 0-d tensor, got {type(value).__name__}")
+        if isinstance(value, Tensor) and value.ndim != 0:
+            raise ValueError(f"{name} must be a float or a 0-d tensor, got shape {tuple(value.shape)}")
+        if not isinstance(value, Tensor):
+            value = torch.tensor(float(value), dtype=torch.float64)
+        out.append(value.to(x.device))
+    return out[0], out[1]
+
+
+def euler_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
     """One Euler step: ``x + h u_t(x)``."""
+    t, h = _step_args(velocity, x, t, h)
     return x + h * velocity(x, _at(t, x))
 
 
-def midpoint_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+def midpoint_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
     """One explicit midpoint step: ``x + h u_{t+h/2}(x + h/2 u_t(x))``."""
+    t, h = _step_args(velocity, x, t, h)
     x_mid = x + 0.5 * h * velocity(x, _at(t, x))
     return x + h * velocity(x_mid, _at(t + 0.5 * h, x))
 
 
-def heun_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+def heun_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
     """One Heun step (explicit trapezoid): the average of the slopes at both ends of an Euler step."""
+    t, h = _step_args(velocity, x, t, h)
     k1 = velocity(x, _at(t, x))
     k2 = velocity(x + h * k1, _at(t + h, x))
     return x + 0.5 * h * (k1 + k2)
 
 
-def rk4_step(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+def rk4_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
     """One step of the classical fourth-order Runge-Kutta method."""
+    t, h = _step_args(velocity, x, t, h)
     k1 = velocity(x, _at(t, x))
     k2 = velocity(x + 0.5 * h * k1, _at(t + 0.5 * h, x))
     k3 = velocity(x + 0.5 * h * k2, _at(t + 0.5 * h, x))
@@ -90,21 +118,23 @@ def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0) -> Tensor:
     """A uniform grid of ``steps + 1`` times from ``t0`` to ``t1`` (float64, shape ``(steps + 1,)``)."""
     check_positive_int(steps, "steps")
     for name, value in (("t0", t0), ("t1", t1)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
+        if not 0 <= value <= 1:
             raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     if t0 == t1:
         raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
     return torch.linspace(float(t0), float(t1), steps + 1, dtype=torch.float64)
 
 
-def _check_grid(t_grid: object) -> Tensor:
+def _check_grid(t_grid: object, name: str = "t_grid") -> Tensor:
     if not isinstance(t_grid, Tensor) or t_grid.ndim != 1 or t_grid.shape[0] < 2:
-        raise ValueError("t_grid must be a 1-D tensor of at least two times")
+        raise ValueError(f"{name} must be a 1-D tensor of at least two times")
     if not bool(torch.isfinite(t_grid).all()) or bool((t_grid < 0).any()) or bool((t_grid > 1).any()):
-        raise ValueError("t_grid must hold finite times in [0, 1]")
+        raise ValueError(f"{name} must hold finite times in [0, 1]")
     diffs = t_grid[1:] - t_grid[:-1]
     if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
-        raise ValueError("t_grid must be strictly increasing or strictly decreasing")
+        raise ValueError(f"{name} must be strictly increasing or strictly decreasing")
     return t_grid
 
 
@@ -112,8 +142,7 @@ class _CountingVelocity:
     """Wraps a velocity: counts evaluations and checks the shape of its output."""
 
     def __init__(self, velocity: Velocity, shape: torch.Size) -> None:
-        if not callable(velocity):
-            raise TypeError(f"velocity must be callable as velocity(x, t), got {type(velocity).__name__}")
+        check_callable(velocity, "velocity", "velocity(x, t)")
         self.velocity = velocity
         self.shape = shape
         self.nfe = 0
@@ -150,7 +179,7 @@ def solve_ode(
     Returns:
         :class:`ODESolution` with the end points and the NFE (steps times evaluations per step).
     """
-    if method not in FIXED_STEP_METHODS:
+    if not isinstance(method, str) or method not in FIXED_STEP_METHODS:
         raise ValueError(f"method must be one of {sorted(FIXED_STEP_METHODS)}, got {method!r}")
     x = check_batch(x0, "x0")
     if (steps is None) == (t_grid is None):
@@ -169,8 +198,8 @@ def solve_ode(
     return ODESolution(x, counted.nfe, grid, trajectory)
 
 
-#: torchdiffeq's adaptive Runge-Kutta methods (they accept the ``step_t`` option).
-_RK_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+#: The adaptive (error-controlled) methods of torchdiffeq that :func:`solve_adaptive` accepts.
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
 def solve_adaptive(
@@ -203,7 +232,9 @@ def solve_adaptive(
     x0 = check_batch(x0, "x0")
     check_positive_float(rtol, "rtol")
     check_positive_float(atol, "atol")
-    grid = time_grid(1, t0, t1) if t_eval is None else _check_grid(t_eval)
+    if not isinstance(method, str) or method not in ADAPTIVE_METHODS:
+        raise ValueError(f"method must be one of {list(ADAPTIVE_METHODS)}, got {method!r}")
+    grid = time_grid(1, t0, t1) if t_eval is None else _check_grid(t_eval, "t_eval")
     grid = grid.to(device=x0.device, dtype=x0.dtype)
     counted = _CountingVelocity(velocity, x0.shape)
 
@@ -213,7 +244,7 @@ def solve_adaptive(
     # Make the adaptive Runge-Kutta methods end their steps on the requested times: otherwise
     # torchdiffeq steps past the final time and interpolates back, evaluating the velocity at
     # times outside [0, 1], where a path may not be defined.
-    options = {"step_t": grid[1:]} if method in _RK_ADAPTIVE else None
+    options = {"step_t": grid[1:]} if method in ADAPTIVE_METHODS else None
     states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
     trajectory = states.movedim(0, 1) if t_eval is not None else None
     return ODESolution(states[-1], counted.nfe, grid, trajectory)

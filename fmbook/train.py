@@ -39,6 +39,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -515,7 +516,7 @@ def train_flow_matching(
     source: Tensor | None = None,
     path: AffinePath | None = None,
     divergence: Divergence = squared_euclidean,
-    **fit_kwargs,
+    **fit_kwargs: Any,
 ) -> TrainResult:
     """Flow matching with independent coupling (Algorithm 3 of the notes).
 

@@ -7,6 +7,7 @@ on, so that chapters can compose panels. Inputs are batch-first tensors on any d
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,7 +17,20 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ._validation import check_points, check_positive_int
+from ._validation import (
+    check_box,
+    check_callable,
+    check_model_output,
+    check_points,
+    check_positive_float,
+    check_positive_int,
+    check_tensor,
+    check_unit_interval,
+)
+
+if TYPE_CHECKING:
+    import ipywidgets
+    from IPython.display import HTML
 
 Box = tuple[float, float, float, float]
 #: The default drawing box (x_min, x_max, y_min, y_max) for the planar data sets.
@@ -28,6 +42,15 @@ MODEL_COLOR = "#55a868"
 
 def _np(x: Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float64).numpy()
+
+
+def _axes(ax: Axes | None) -> Axes:
+    """The given axes, or those of a new 4 x 4 inch figure."""
+    if ax is None:
+        return plt.subplots(figsize=(4, 4))[1]
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+    return ax
 
 
 def _finish(ax: Axes, box: Box | None, title: str | None) -> None:
@@ -51,7 +74,10 @@ def plot_samples(
 ) -> Axes:
     """Scatter plot of 2-D points ``x`` ``(B, 2)``."""
     x = check_points(x, "x", dim=2)
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    check_positive_float(size, "size")
+    check_unit_interval(alpha, "alpha")
+    box = None if box is None else check_box(box)
+    ax = _axes(ax)
     p = _np(x)
     ax.scatter(p[:, 0], p[:, 1], s=size, alpha=alpha, color=color, label=label, linewidths=0)
     _finish(ax, box, title)
@@ -66,10 +92,14 @@ def plot_trajectories(
     box: Box | None = DEFAULT_BOX,
 ) -> Axes:
     """Paths of ``n`` points from a trajectory ``(B, T + 1, 2)``: start in blue, end in orange."""
-    if not isinstance(trajectory, Tensor) or trajectory.ndim != 3 or trajectory.shape[2] != 2:
-        shape = tuple(trajectory.shape) if isinstance(trajectory, Tensor) else type(trajectory).__name__
-        raise ValueError(f"trajectory must have shape (batch, times, 2), got {shape}")
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    trajectory = check_tensor(trajectory, "trajectory")
+    if trajectory.ndim != 3 or trajectory.shape[2] != 2 or trajectory.shape[0] == 0 or trajectory.shape[1] == 0:
+        raise ValueError(
+            f"trajectory must have shape (batch, times, 2) with batch, times >= 1, got {tuple(trajectory.shape)}"
+        )
+    check_positive_int(n, "n")
+    box = None if box is None else check_box(box)
+    ax = _axes(ax)
     p = _np(trajectory[:n])
     for path in p:
         ax.plot(path[:, 0], path[:, 1], color="0.4", alpha=0.35, linewidth=0.7)
@@ -81,7 +111,7 @@ def plot_trajectories(
 
 def plot_velocity_field(
     velocity: Callable[[Tensor, Tensor], Tensor],
-    t: float,
+    t: float | Tensor,
     ax: Axes | None = None,
     box: Box = DEFAULT_BOX,
     grid: int = 21,
@@ -89,12 +119,19 @@ def plot_velocity_field(
     color: str = "0.2",
 ) -> Axes:
     """Quiver plot of ``velocity(x, t)`` at one time ``t`` on a ``grid x grid`` lattice."""
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    if isinstance(t, Tensor) and t.ndim == 0:
+        t = t.item()
+    t = check_unit_interval(t, "t")
+    check_positive_int(grid, "grid", minimum=2)
+    box = check_box(box)
+    ax = _axes(ax)
     xs, ys = np.linspace(box[0], box[1], grid), np.linspace(box[2], box[3], grid)
     gx, gy = np.meshgrid(xs, ys)
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     with torch.no_grad():
-        v = _np(velocity(pts, torch.full((pts.shape[0],), float(t))))
+        out = check_model_output(velocity(pts, torch.full((pts.shape[0],), t)), pts.shape, "velocity(x, t)")
+        v = _np(out)
     ax.quiver(gx, gy, v[:, 0].reshape(gx.shape), v[:, 1].reshape(gx.shape), color=color, angles="xy")
     _finish(ax, box, title)
     return ax
@@ -112,8 +149,19 @@ def plot_path_histograms(
     For example ``rows=[("true path", true_samples), ("model", model_samples)]`` with each
     list holding tensors ``(B, 2)`` at the ``times``.
     """
-    if not rows or any(len(samples) != len(times) for _, samples in rows):
+    if not isinstance(times, Sequence) or len(times) == 0:
+        raise ValueError(f"times must be a non-empty sequence of times in [0, 1], got {times!r}")
+    for t in times:
+        check_unit_interval(t, "times")
+    if (
+        not isinstance(rows, Sequence)
+        or not rows
+        or any(not isinstance(row, (tuple, list)) or len(row) != 2 or len(row[1]) != len(times) for row in rows)
+    ):
         raise ValueError("rows must be a non-empty list of (label, one sample set per time)")
+    box = check_box(box)
+    check_positive_int(bins, "bins")
+    check_positive_float(cell, "cell")
     fig, axes = plt.subplots(len(rows), len(times), figsize=(cell * len(times), cell * len(rows)), squeeze=False)
     for r, (label, samples) in enumerate(rows):
         for c, (t, x) in enumerate(zip(times, samples)):
@@ -151,7 +199,17 @@ def _check_times(times: Sequence[float] | Tensor | None, count: int, name: str =
     values = [float(v) for v in (times.tolist() if isinstance(times, Tensor) else times)]
     if len(values) != count:
         raise ValueError(f"{name} must hold {count} values (one per frame), got {len(values)}")
+    for v in values:
+        check_unit_interval(v, name)
     return values
+
+
+def _check_size(size: object, name: str = "size") -> tuple[float, float]:
+    """A figure size: one positive number (a square) or a pair (width, height) in inches."""
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return (check_positive_float(size[0], name), check_positive_float(size[1], name))
+    side = check_positive_float(size, name)
+    return (side, side)
 
 
 def _frame_indices(count: int, max_frames: int) -> list[int]:
@@ -172,7 +230,7 @@ def animate_flow(
     title: str = "",
     size: float = 4.0,
     dpi: int = 72,
-):
+) -> HTML:
     """An animation of points carried by a flow, from noise (t = 0) to data (t = 1).
 
     The frames are drawn with matplotlib and embedded in JavaScript HTML (``to_jshtml``), so
@@ -201,6 +259,10 @@ def animate_flow(
     check_positive_int(max_frames, "max_frames", minimum=2)
     check_positive_int(interval, "interval")
     check_positive_int(dpi, "dpi")
+    size = _check_size(size)[0]
+    box = None if box is None else check_box(box)
+    if not isinstance(title, str):
+        raise TypeError(f"title must be a str, got {type(title).__name__}")
     t_values = _check_times(times, trajectory.shape[1])
     if data is not None:
         data = check_points(data, "data", dim=2)
@@ -282,7 +344,7 @@ def slider_figure(
     control: str = "slider",
     size: tuple[float, float] = (4.0, 4.0),
     dpi: int = 72,
-):
+) -> ipywidgets.VBox:
     """An interactive figure: a control picks one of ``values`` and shows its pre-drawn panel.
 
     Every panel is drawn once, here, by ``draw(ax, value)``, and stored as a PNG in an
@@ -312,6 +374,8 @@ def slider_figure(
     if control not in ("slider", "buttons"):
         raise ValueError(f"control must be 'slider' or 'buttons', got {control!r}")
     check_positive_int(dpi, "dpi")
+    check_callable(fmt, "fmt", "fmt(value) -> str")
+    size = _check_size(size)
     labels = [fmt(v) for v in values]
     if len(set(labels)) != len(labels):
         raise ValueError(f"fmt must give each value a different label, got {labels}")
@@ -334,7 +398,7 @@ def path_slider(
     max_frames: int = 11,
     color: str = SOURCE_COLOR,
     size: float = 3.5,
-):
+) -> ipywidgets.VBox:
     """A time slider over samples of a probability path: drag it to see p_t change with t.
 
     Args:
@@ -356,6 +420,8 @@ def path_slider(
         if not sets:
             raise ValueError("samples must hold at least one tensor of shape (batch, 2)")
     check_positive_int(max_frames, "max_frames", minimum=2)
+    size = _check_size(size)[0]
+    box = None if box is None else check_box(box)
     t_values = _check_times(times, len(sets))
     if data is not None:
         data = check_points(data, "data", dim=2)

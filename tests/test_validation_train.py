@@ -1,0 +1,96 @@
+"""Bad input to fmbook.train: fit, train_flow_matching and seed_everything."""
+
+import math
+
+import pytest
+import torch
+
+from fmbook.losses import squared_euclidean
+from fmbook.models import MLPVelocityField
+from fmbook.paths import CondOTScheduler
+from fmbook.train import NonFiniteLossError, fit, seed_everything, train_flow_matching
+
+DATA = torch.randn(64, 2)
+
+
+def model():
+    torch.manual_seed(0)
+    return MLPVelocityField(2, 8, 1)
+
+
+def quadratic_loss(net, step):
+    return net(torch.randn(4, 2), 0.5).pow(2).mean()
+
+
+BAD_FIT = [
+    (dict(model=torch.zeros(3)), TypeError, r"model must be a torch.nn.Module"),
+    (dict(model=lambda x, t: x), TypeError, r"model must be a torch.nn.Module"),
+    (dict(loss_fn=1.0), TypeError, r"loss_fn must be callable as loss_fn\(model, step\)"),
+    (dict(steps=0), ValueError, r"steps must be >= 1"),
+    (dict(steps=10.0), TypeError, r"steps must be an int"),
+    (dict(lr=0.0), ValueError, r"lr must be a finite number > 0"),
+    (dict(lr=-1e-3), ValueError, r"lr must be a finite number > 0"),
+    (dict(lr=math.nan), ValueError, r"lr must be a finite number > 0"),
+    (dict(lr="1e-3"), TypeError, r"lr must be a number"),
+    (dict(ema_decay=0.0), ValueError, r"ema_decay must lie in \(0, 1\)"),
+    (dict(ema_decay=1.0), ValueError, r"ema_decay must lie in \(0, 1\)"),
+    (dict(ema_decay=1.5), ValueError, r"ema_decay must lie in \(0, 1\)"),
+    (dict(ema_decay="0.99"), TypeError, r"ema_decay must be a number"),
+    (dict(seed=-1), ValueError, r"seed must be >= 0"),
+    (dict(seed=0.5), TypeError, r"seed must be an int"),
+]
+
+
+@pytest.mark.parametrize("change, exc, match", BAD_FIT, ids=[c[2] for c in BAD_FIT])
+def test_fit_bad_input(change, exc, match):
+    args = dict(model=model(), loss_fn=quadratic_loss, steps=2, progress=False) | change
+    with pytest.raises(exc, match=match):
+        fit(**args)
+
+
+BAD_TFM = [
+    (dict(data=DATA.numpy()), TypeError, r"data must be a torch.Tensor"),
+    (dict(data=DATA.long()), TypeError, r"data must be a floating-point tensor"),
+    (dict(data=torch.randn(64)), ValueError, r"data must have shape \(batch, dim\)"),
+    (dict(data=torch.randn(0, 2)), ValueError, r"data must hold at least one point"),
+    (dict(data=torch.full((8, 2), math.nan)), ValueError, r"data must contain only finite values"),
+    (dict(source=torch.randn(10, 3)), ValueError, r"source must have 2 columns"),
+    (dict(source=torch.randn(0, 2)), ValueError, r"source must hold at least one point"),
+    (dict(source=torch.full((10, 2), math.inf)), ValueError, r"source must contain only finite values"),
+    (dict(batch_size=0), ValueError, r"batch_size must be >= 1"),
+    (dict(batch_size=16.0), TypeError, r"batch_size must be an int"),
+    (dict(steps=-2), ValueError, r"steps must be >= 1"),
+    (dict(lr=0), ValueError, r"lr must be a finite number > 0"),
+    (dict(ema_decay=2.0), ValueError, r"ema_decay must lie in \(0, 1\)"),
+    # reported at the first step, by the CFM loss and the model
+    (dict(path=CondOTScheduler()), TypeError, r"path must be an AffinePath"),
+    (dict(divergence="l2"), TypeError, r"divergence must be callable"),
+    (dict(data=DATA.double()), TypeError, r"x must have the dtype of the model's weights"),
+    (dict(data=torch.randn(64, 3)), ValueError, r"x must have shape \(batch, 2\)"),
+]
+
+
+@pytest.mark.parametrize("change, exc, match", BAD_TFM, ids=[c[2] for c in BAD_TFM])
+def test_train_flow_matching_bad_input(change, exc, match):
+    args = dict(model=model(), data=DATA, steps=2, batch_size=8, divergence=squared_euclidean, progress=False)
+    args |= change
+    with pytest.raises(exc, match=match):
+        train_flow_matching(**args)
+
+
+@pytest.mark.parametrize(
+    "seed, exc, match",
+    [(-1, ValueError, r"seed must be >= 0"), (1.0, TypeError, r"seed must be an int"), (None, TypeError, r"seed")],
+)
+def test_seed_everything_bad_input(seed, exc, match):
+    with pytest.raises(exc, match=match):
+        seed_everything(seed)
+
+
+def test_non_finite_loss_names_the_step():
+    def loss(net, step):
+        value = net(torch.randn(4, 2), 0.5).pow(2).mean()
+        return value * (math.inf if step == 3 else 1.0)
+
+    with pytest.raises(NonFiniteLossError, match=r"the loss became inf at step 3"):
+        fit(model(), loss, steps=6, progress=False)
