@@ -64,7 +64,9 @@ def broadcast_time(t: TimeLike, batch: int, like: Tensor, name: str = "t") -> Te
     Only the type and shape are checked: no host-device synchronisation, so a model can call
     it at every training step on a GPU. The result has the dtype and device of ``like``.
     """
-    if isinstance(t, bool) or not isinstance(t, (int, float, Tensor)):
+    if isinstance(t, bool):
+        raise TypeError(f"{name} must be a float or a tensor, got bool")
+    if not isinstance(t, (int, float, Tensor)):
         raise TypeError(f"{name} must be a float or a torch.Tensor, got {type(t).__name__}")
     if not isinstance(t, Tensor):
         return torch.full((batch,), float(t), dtype=like.dtype, device=like.device)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -309,7 +310,7 @@ def integrate_log_density(
     return LogProbResult(log_p0 + delta, x0, delta, sol.nfe)
 
 
-def log_prob(model: Velocity, x: Tensor, **kwargs) -> Tensor:
+def log_prob(model: Velocity, x: Tensor, **kwargs: Any) -> Tensor:
     r"""The log-density :math:`\log p_1(x)` of the flow of ``model`` at points ``x`` ``(B, ...)``.
 
     Integrates the instantaneous change of variables from t = 1 to t = 0; keyword arguments

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import as_time, check_batch, check_callable, check_same_shape
+from .ddpm import DDPMSchedule, q_sample
 from .paths import AffinePath, CondOTScheduler
 
 Divergence = Callable[[Tensor, Tensor], Tensor]
@@ -227,7 +228,7 @@ def noise_prediction_loss(
 def ddpm_loss(
     model: nn.Module,
     x1: Tensor,
-    schedule,
+    schedule: DDPMSchedule,
     x0: Tensor | None = None,
     k: Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -249,8 +250,6 @@ def ddpm_loss(
         generator: random generator for ``k`` and the noise.
         reduction: ``"mean"`` or ``"none"``.
     """
-    from .ddpm import DDPMSchedule, q_sample
-
     if not isinstance(schedule, DDPMSchedule):
         raise TypeError(f"schedule must be a fmbook.ddpm.DDPMSchedule, got {type(schedule).__name__}")
     x1 = check_batch(x1, "x1")

@@ -223,6 +223,7 @@ def train_digits_classifier(
     images = check_images(images, "images", channels=1, size=8)
     labels = check_labels(labels, 10, images.shape[0], allow_null=False)
     check_positive_int(batch_size, "batch_size")
+    torch.manual_seed(seed)  # the initial weights too, so the result does not depend on earlier draws
     classifier = DigitsClassifier()
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1.0)
 

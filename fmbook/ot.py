@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import ot
@@ -503,7 +503,7 @@ def train_with_coupling(
     path: AffinePath | CurvedPath | None = None,
     ot_batch_size: int | None = None,
     reg: float = 0.05,
-    **fit_kwargs,
+    **fit_kwargs: Any,
 ) -> TrainResult:
     """Train ``model`` with :func:`fmbook.train.fit` on :func:`coupled_cfm_loss`.
 

@@ -82,7 +82,9 @@ def check_scheduler(scheduler: object, name: str = "scheduler") -> Scheduler:
     """Check that ``scheduler`` is a :class:`Scheduler` (e.g. ``CondOTScheduler()``)."""
     if not isinstance(scheduler, Scheduler):
         kind = type(scheduler).__name__
-        raise TypeError(f"{name} must be a fmbook.paths.Scheduler such as CondOTScheduler(), got {kind}")
+        raise TypeError(
+            f"{name} must be a fmbook.paths.Scheduler instance such as CondOTScheduler(), got {kind}"
+        )
     return scheduler
 
 
@@ -306,6 +308,10 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Sched
     ``sigma_t`` is clamped below at :data:`SIGMA_FLOOR` so the data end t = 1 stays finite.
     Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` a float or ``(B,)``.
     """
+    check_scheduler(scheduler)
+    x_t = check_batch(x_t, "x_t")
+    x1_pred = check_batch(x1_pred, "x1_pred")
+    check_same_shape(x1_pred, x_t, "x1_pred", "x_t")
     return conditional_velocity(x_t, x1_pred, t, scheduler)
 
 

@@ -578,7 +578,7 @@ def train_conditional_flow_matching(
     p_uncond: float = 0.1,
     path: AffinePath | None = None,
     divergence: Divergence = squared_euclidean,
-    **fit_kwargs,
+    **fit_kwargs: Any,
 ) -> TrainResult:
     r"""Conditional flow matching with label dropout (classifier-free guidance training).
 

@@ -16,7 +16,7 @@ def split():
 
 @pytest.fixture(scope="module")
 def classifier(split):
-    return metrics.train_digits_classifier(split.train_images, split.train_labels, steps=300)
+    return metrics.train_digits_classifier(split.train_images, split.train_labels)
 
 
 def test_split_shapes_range_and_stratification(split):

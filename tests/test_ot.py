@@ -318,15 +318,15 @@ def test_curl_2d():
 # ----------------------------------------------------------------------------- training and reflow
 
 
-class RecordingPath:
+class RecordingPath(AffinePath):
     """The linear path, remembering the last pairs it was given."""
 
     def __init__(self) -> None:
-        self.inner = AffinePath(CondOTScheduler())
+        super().__init__(CondOTScheduler())
 
     def sample(self, x0, x1, t):
         self.x0, self.x1 = x0, x1
-        return self.inner.sample(x0, x1, t)
+        return super().sample(x0, x1, t)
 
 
 def test_coupled_loss_feeds_ot_pairs_to_the_path():

@@ -30,7 +30,7 @@ def schedulers(draw):
     if kind == "condot":
         return paths.CondOTScheduler()
     if kind == "poly":
-        return paths.PolynomialScheduler(draw(st.floats(0.1, 10.0)))
+        return paths.PolynomialScheduler(draw(st.floats(1.0, 10.0)))  # n < 1 is refused
     if kind == "cosine":
         return paths.CosineScheduler()
     if kind == "vp":

@@ -69,7 +69,7 @@ BAD_FORWARD = [
     (torch.randn(4, 2), torch.rand(4, 2), ValueError, r"t must be a float or have shape \(4,\)"),
     (torch.randn(4, 2), "0.5", TypeError, r"t must be a float or a torch.Tensor"),
     (torch.randn(4, 2), None, TypeError, r"t must be a float or a torch.Tensor"),
-    (torch.randn(4, 2), True, TypeError, r"t must be a float or a torch.Tensor"),
+    (torch.randn(4, 2), True, TypeError, r"t must be a float or a tensor, got bool"),
 ]
 
 

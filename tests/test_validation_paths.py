@@ -108,7 +108,7 @@ def test_affine_path_sample_bad_input(change, exc, match):
 
 @pytest.mark.parametrize("bad", [None, CondOTScheduler, "condot", 1.0])
 def test_affine_path_bad_scheduler(bad):
-    with pytest.raises(TypeError, match=r"scheduler must be a Scheduler instance"):
+    with pytest.raises(TypeError, match=r"scheduler must be a fmbook.paths.Scheduler instance"):
         AffinePath(bad)
 
 
@@ -124,7 +124,7 @@ BAD_VELOCITY_FROM_X1 = [
     (dict(x_t=torch.randn(0, 2), x1_pred=torch.randn(0, 2)), ValueError, r"x_t must hold at least one sample"),
     (dict(t=torch.rand(5)), ValueError, r"t must be a float or have shape \(4,\)"),
     (dict(t=-0.5), ValueError, r"t must lie in \[0, 1\]"),
-    (dict(scheduler=None), TypeError, r"scheduler must be a Scheduler instance"),
+    (dict(scheduler=None), TypeError, r"scheduler must be a fmbook.paths.Scheduler instance"),
 ]
 
 
@@ -145,7 +145,7 @@ BAD_CONVERT = [
     (dict(prediction=torch.full((4, 2), math.inf)), ValueError, r"prediction must contain only finite values"),
     (dict(t=1.5), ValueError, r"t must lie in \[0, 1\]"),
     (dict(t=torch.rand(2)), ValueError, r"t must be a float or have shape \(4,\)"),
-    (dict(scheduler="cosine"), TypeError, r"scheduler must be a Scheduler instance"),
+    (dict(scheduler="cosine"), TypeError, r"scheduler must be a fmbook.paths.Scheduler instance"),
     # exact divisions by zero at the ends, without clamping
     (dict(source="x1", target="velocity", t=1.0), ValueError, r"x0 from an x1 prediction \(sigma_t = 0\)"),
     (dict(source="epsilon", target="x1", t=0.0), ValueError, r"alpha_t = 0"),
@@ -165,7 +165,7 @@ def test_convert_bad_input(change, exc, match):
     "change, exc, match",
     [
         (dict(parameterization="v"), ValueError, r"parameterization must be one of"),
-        (dict(scheduler=None), TypeError, r"scheduler must be a Scheduler instance"),
+        (dict(scheduler=None), TypeError, r"scheduler must be a fmbook.paths.Scheduler instance"),
         (dict(t=torch.tensor([0.5, 0.5, 0.5, math.nan])), ValueError, r"t must contain only finite values"),
     ],
 )
@@ -189,7 +189,7 @@ BAD_MARGINAL = [
     (dict(data=DATA.numpy()), TypeError, r"data must be a torch.Tensor"),
     (dict(t=-1e-3), ValueError, r"t must lie in \[0, 1\]"),
     (dict(t=torch.rand(3)), ValueError, r"t must be a float or have shape \(4,\)"),
-    (dict(scheduler=CosineScheduler), TypeError, r"scheduler must be a Scheduler instance"),
+    (dict(scheduler=CosineScheduler), TypeError, r"scheduler must be a fmbook.paths.Scheduler instance"),
 ]
 
 
