@@ -105,8 +105,13 @@ def cfm_loss(
     """
     check_callable(model, "model", "model(x_t, t)")
     check_callable(divergence, "divergence", "divergence(target, prediction)")
-    if path is not None and not isinstance(path, AffinePath):
-        raise TypeError(f"path must be an AffinePath such as AffinePath(CondOTScheduler()), got {path!r}")
+    if path is not None and not callable(getattr(path, "sample", None)):
+        # Any path with sample(x0, x1, t) -> PathSample will do (an AffinePath, or the curved
+        # path of chapter 4).
+        raise TypeError(
+            f"path must be an AffinePath such as AffinePath(CondOTScheduler()), or have a "
+            f"sample(x0, x1, t) method, got {path!r}"
+        )
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
