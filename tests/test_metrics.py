@@ -71,6 +71,51 @@ def test_mmd_against_direct_double_sum():
     assert metrics.mmd_rbf(a, b, bandwidth=h) == pytest.approx(math.sqrt(kaa + kbb - 2 * kab), rel=1e-9)
 
 
+def test_noise_floor_is_the_mean_over_pairs_and_its_default_is_precise():
+    pairs = [
+        metrics.sliced_w2(data.sample_moons(2000, seed=2 * i + 1_000), data.sample_moons(2000, seed=2 * i + 1_001))
+        for i in range(30)
+    ]
+    assert metrics.noise_floor(metrics.sliced_w2, data.sample_moons, 2000) == pytest.approx(sum(pairs) / 30, rel=1e-12)
+    # One pair is noisy (its standard deviation is about a third of the mean for 2000 moons);
+    # the default number of pairs must bring the relative standard error of the mean below 8 %.
+    spread = torch.tensor(pairs).std().item() / (sum(pairs) / 30)
+    assert 0.15 < spread < 0.6
+    assert spread / math.sqrt(30) < 0.08
+
+
+def _moons_generator(shift: float = 0.0):
+    def generate(n, seed):
+        return data.sample_moons(n, seed=10_000 + seed) + shift
+
+    return generate
+
+
+def test_ratio_to_floor_of_the_data_itself_is_one_within_its_stderr():
+    result = metrics.ratio_to_floor(_moons_generator(), data.sample_moons, 500, repeats=40)
+    assert 0 < result.stderr < 0.1
+    assert abs(result.ratio - 1.0) < 3 * result.stderr
+    assert result.ratio == pytest.approx(result.value / result.floor)
+    assert "x floor" in str(result)
+
+
+def test_ratio_to_floor_stderr_matches_the_spread_of_independent_evaluations():
+    # Monte Carlo: 40 independent evaluations of 10 repeats each; their standard deviation
+    # and the mean reported standard error agree within a factor 1.5.
+    runs = [
+        metrics.ratio_to_floor(_moons_generator(0.05), data.sample_moons, 300, repeats=10, seed=100 * k)
+        for k in range(40)
+    ]
+    spread = float(torch.tensor([r.ratio for r in runs]).std())
+    reported = sum(r.stderr for r in runs) / len(runs)
+    assert reported / 1.5 < spread < 1.5 * reported
+
+
+def test_ratio_to_floor_sees_a_shift():
+    result = metrics.ratio_to_floor(_moons_generator(0.3), data.sample_moons, 500, repeats=20)
+    assert result.ratio > 2 and result.ratio - 1 > 4 * result.stderr
+
+
 def test_noise_floor_is_what_independent_draws_score():
     floor = metrics.noise_floor(metrics.sliced_w2, data.sample_moons, 500, repeats=4)
     assert 0 < floor < 0.3

@@ -9,6 +9,11 @@ from fmbook import metrics
 from fmbook.data import sample_moons
 
 A, B = torch.randn(20, 2), torch.randn(30, 2)
+
+
+def _gen(n, seed):
+    return sample_moons(n, seed=seed + 77)
+
 PAIR_METRICS = [metrics.sliced_w2, metrics.exact_w2, metrics.median_bandwidth, metrics.mmd_rbf]
 
 BAD_PAIRS = [
@@ -49,6 +54,16 @@ def test_pair_metrics_bad_input(metric, a, b, exc, match):
         (lambda: metrics.noise_floor(metrics.sliced_w2, sample_moons, 10, repeats=0), ValueError, r"repeats must be"),
         (lambda: metrics.noise_floor(metrics.sliced_w2, sample_moons, 10, seed=-4), ValueError, r"seed must be"),
         (lambda: metrics.noise_floor(metrics.sliced_w2, sample_moons, 10, seed=1.0), ValueError, r"seed must be"),
+        (lambda: metrics.ratio_to_floor(None, sample_moons, 10), TypeError, r"generate must be callable"),
+        (lambda: metrics.ratio_to_floor(_gen, "moons", 10), TypeError, r"sampler must be callable"),
+        (lambda: metrics.ratio_to_floor(_gen, sample_moons, 10, metric=1), TypeError, r"metric must be callable"),
+        (lambda: metrics.ratio_to_floor(_gen, sample_moons, 0), ValueError, r"n must be >= 1"),
+        (lambda: metrics.ratio_to_floor(_gen, sample_moons, 10, repeats=1), ValueError, r"repeats must be >= 2"),
+        (lambda: metrics.ratio_to_floor(_gen, sample_moons, 10, seed=-1), ValueError, r"seed must be an int >= 0"),
+        (lambda: metrics.ratio_to_floor(lambda n, s: torch.zeros(n, 3), sample_moons, 10), ValueError,
+         r"generate\(n, seed\) must return a tensor of shape \(10, 2\)"),
+        (lambda: metrics.ratio_to_floor(lambda n, s: [0.0] * n, sample_moons, 10), ValueError,
+         r"generate\(n, seed\) must return a tensor"),
     ],
 )
 def test_metric_hyper_parameters(call, exc, match):
