@@ -15,6 +15,7 @@ with ``x`` of shape ``(B, ...)`` and ``t`` of shape ``(B,)``, such as a trained 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,14 +115,20 @@ FIXED_STEP_METHODS: dict[str, tuple[Step, int]] = {
 }
 
 
+def _check_time(value: object, name: str) -> float:
+    """Check that ``value`` is a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0) -> Tensor:
     """A uniform grid of ``steps + 1`` times from ``t0`` to ``t1`` (float64, shape ``(steps + 1,)``)."""
     check_positive_int(steps, "steps")
-    for name, value in (("t0", t0), ("t1", t1)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    _check_time(t0, "t0")
+    _check_time(t1, "t1")
     if t0 == t1:
         raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
     return torch.linspace(float(t0), float(t1), steps + 1, dtype=torch.float64)
@@ -136,6 +143,18 @@ def _check_grid(t_grid: object, name: str = "t_grid") -> Tensor:
     if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
         raise ValueError(f"{name} must be strictly increasing or strictly decreasing")
     return t_grid
+
+
+def _check_ends_agree(t_eval: Tensor, t0: object, t1: object) -> None:
+    """With ``t_eval`` given, a ``t0`` or ``t1`` other than its default must equal the grid's end."""
+    first, last = t_eval[0].item(), t_eval[-1].item()
+    for name, value, default, end in (("t0", t0, 0.0, first), ("t1", t1, 1.0, last)):
+        value = _check_time(value, name)
+        if value != default and not math.isclose(value, end, abs_tol=1e-6):
+            raise ValueError(
+                f"{name}={value} disagrees with t_eval, which runs from {first:.6g} to {last:.6g}: when t_eval "
+                "is given its first and last times define the interval, so leave t0 and t1 out"
+            )
 
 
 class _CountingVelocity:
@@ -219,12 +238,13 @@ def solve_adaptive(
 
     Args:
         velocity: callable ``velocity(x, t)``, ``x`` ``(B, ...)``, ``t`` ``(B,)``.
-        x0: the initial states ``(B, ...)`` at ``t0``.
+        x0: the initial states ``(B, ...)`` at the start time (``t0``, or ``t_eval[0]``).
         t0, t1: start and end times in [0, 1] (``t1 < t0`` integrates backwards).
         rtol, atol: relative and absolute tolerances (> 0).
         method: a torchdiffeq adaptive method, e.g. ``"dopri5"``, ``"bosh3"``, ``"dopri8"``.
-        t_eval: optional times ``(T + 1,)`` (starting at ``t0``) at which to report the
-            trajectory.
+        t_eval: optional strictly monotone times ``(T + 1,)`` at which to report the
+            trajectory. Its first and last times then define the interval, so leave ``t0``
+            and ``t1`` out; one that is given must agree with them (a ValueError otherwise).
 
     Returns:
         :class:`ODESolution`; ``trajectory`` is ``(B, T + 1, ...)`` when ``t_eval`` is given.
@@ -234,7 +254,11 @@ def solve_adaptive(
     check_positive_float(atol, "atol")
     if not isinstance(method, str) or method not in ADAPTIVE_METHODS:
         raise ValueError(f"method must be one of {list(ADAPTIVE_METHODS)}, got {method!r}")
-    grid = time_grid(1, t0, t1) if t_eval is None else _check_grid(t_eval, "t_eval")
+    if t_eval is None:
+        grid = time_grid(1, t0, t1)
+    else:
+        grid = _check_grid(t_eval, "t_eval")
+        _check_ends_agree(grid, t0, t1)
     grid = grid.to(device=x0.device, dtype=x0.dtype)
     counted = _CountingVelocity(velocity, x0.shape)
 

@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 
 from ._validation import (
     check_batch,
+    check_callable,
     check_positive_float,
     check_positive_int,
     check_unit_interval,
@@ -58,6 +59,8 @@ from .losses import Divergence, cfm_loss, squared_euclidean
 from .paths import AffinePath, CondOTScheduler
 
 LossFunction = Callable[[nn.Module, int], Tensor]
+#: Called by :func:`fit` after every step as ``callback(step, loss, model)``.
+StepCallback = Callable[[int, float, nn.Module], None]
 PathLike = str | os.PathLike
 
 #: The value of the ``format`` entry of every checkpoint file written by :func:`save_checkpoint`.
@@ -65,11 +68,52 @@ CHECKPOINT_FORMAT = "fmbook-checkpoint-1"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when the loss becomes NaN or infinite; the message names the step."""
+    """Raised when the loss becomes NaN or infinite; the message names the step.
+
+    :func:`fit` raises it before the bad loss reaches the weights: ``result`` is the
+    :class:`TrainResult` of the steps before, whose model, EMA and history are those after
+    the last step with a finite loss (None when raised elsewhere).
+    """
+
+    def __init__(self, message: str, result: TrainResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: truncated, not a checkpoint, or for another model."""
+
+
+def _check_device(device: object) -> torch.device:
+    """``device`` (a str or a torch.device) as a torch.device that exists on this machine.
+
+    None gives the default training device (:func:`default_device`, or the process's GPU under DDP).
+    """
+    if device is None:
+        return _training_device()
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a str such as 'cuda:0' or a torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"device must be None or a device torch knows, such as 'cpu', 'cuda', 'cuda:0' or 'mps', got {device!r}"
+        ) from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available; use 'cpu' or None")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} does not exist: there are {torch.cuda.device_count()} CUDA GPUs")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and (mps is None or not mps.is_available()):
+        raise ValueError(f"device {str(device)!r} was asked for, but Apple MPS is not available; use 'cpu' or None")
+    return device
+
+
+def _check_flag(value: object, name: str) -> None:
+    """A TypeError naming ``name`` unless ``value`` is True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
 def default_device() -> torch.device:
@@ -356,6 +400,7 @@ def fit(
     checkpoint_path: PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    callback: StepCallback | None = None,
 ) -> TrainResult:
     """Train ``model`` with Adam on ``loss_fn(model, step)`` for ``steps`` steps.
 
@@ -365,9 +410,10 @@ def fit(
             its share of the global batch, see :func:`local_rows`).
         steps: number of optimisation steps (>= 1).
         lr: the learning rate of Adam (> 0).
-        device: where to train; :func:`default_device` when None (under DDP the process's GPU).
-        seed: seeds every generator before training, for reproducible runs (the same on
-            every process, so that all draw the same global batch).
+        device: where to train, e.g. ``"cpu"``, ``"cuda:0"`` or a ``torch.device``; it must
+            exist on this machine. :func:`default_device` when None (under DDP the process's GPU).
+        seed: an int >= 0 that seeds every generator before training, for reproducible runs
+            (the same on every process, so that all draw the same global batch).
         ema_decay: keep an exponential moving average of the weights with this decay
             (in (0, 1), e.g. 0.99); None for no EMA.
         cosine_decay: anneal the learning rate to 0 along a cosine.
@@ -379,10 +425,17 @@ def fit(
         checkpoint_every: save period in steps; None saves at the end only.
         resume: continue from ``checkpoint_path`` when the file exists (it must have been
             written by a run with the same ``steps``); the result equals an uninterrupted run.
+        callback: called after every completed step as ``callback(step, loss, model)``, with
+            the step index (from 0, as given to ``loss_fn``), the loss of that step (a float,
+            the value appended to the history) and the network (never the DDP wrapper; it is
+            in training mode, so inspect it under ``torch.no_grad()``). E.g. to update a live
+            plot of the loss in a notebook, or to look at samples every few hundred steps.
+            Under DDP every process calls it.
 
     Returns:
-        :class:`TrainResult`. A non-finite loss raises :class:`NonFiniteLossError`; a
-        KeyboardInterrupt stops training and returns what was trained so far.
+        :class:`TrainResult`. A non-finite loss raises :class:`NonFiniteLossError` before it
+        changes the weights (its ``result`` holds the model, the EMA and the history of the
+        steps before); a KeyboardInterrupt stops training and returns what was trained so far.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -392,16 +445,19 @@ def fit(
     check_positive_float(lr, "lr")
     if ema_decay is not None:
         check_unit_interval(ema_decay, "ema_decay", open_low=True, open_high=True)
-    if not isinstance(amp, bool):
-        raise TypeError(f"amp must be a bool, got {type(amp).__name__}")
+    check_positive_int(seed, "seed", minimum=0)
+    for name, flag in (("cosine_decay", cosine_decay), ("progress", progress), ("amp", amp), ("resume", resume)):
+        _check_flag(flag, name)
+    if not isinstance(description, str):
+        raise TypeError(f"description must be a str, got {type(description).__name__}")
+    if callback is not None:
+        check_callable(callback, "callback", "callback(step, loss, model)")
     if checkpoint_every is not None:
         check_positive_int(checkpoint_every, "checkpoint_every")
     if (checkpoint_every is not None or resume) and checkpoint_path is None:
         raise ValueError("checkpoint_path must be given with checkpoint_every or resume=True")
+    device = _check_device(device)
     seed_everything(seed)
-    if device is None:
-        device = _training_device()
-    device = torch.device(device)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = (
@@ -430,6 +486,12 @@ def fit(
         for step in bar:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=result.amp):
                 loss = loss_fn(trained, step)
+            # The one host sync of the step, before the loss can touch the weights.
+            value = _reported_loss(loss)
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"the loss became {value} at step {step}; lower lr or check the data for NaN", result
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -437,18 +499,13 @@ def fit(
                 scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            reported = loss.detach().float()
-            if is_distributed():
-                dist.all_reduce(reported)
-                reported /= dist.get_world_size()
-            value = reported.item()
-            if not math.isfinite(value):
-                raise NonFiniteLossError(f"the loss became {value} at step {step}; lower lr or check the data for NaN")
             result.history.append(value)
             if progress and step % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(result.history[-50:]):.4f}")
             if checkpoint_every is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
                 checkpoint(step + 1)
+            if callback is not None:
+                callback(step, value, model)
         if checkpoint_path is not None:
             checkpoint(steps)
     except KeyboardInterrupt:
@@ -462,6 +519,15 @@ def fit(
     if result.ema_model is not None:
         result.ema_model.eval()
     return result
+
+
+def _reported_loss(loss: Tensor) -> float:
+    """The loss of the step as a float; under DDP the mean over the processes (the global batch)."""
+    reported = loss.detach().to(torch.float32, copy=True)  # a copy: all_reduce works in place
+    if is_distributed():
+        dist.all_reduce(reported)
+        reported /= dist.get_world_size()
+    return reported.item()
 
 
 def _check_data(data: object, name: str = "data") -> Tensor:
@@ -542,7 +608,7 @@ def train_flow_matching(
             raise ValueError(f"source must have rows of shape {tuple(data.shape[1:])}, got {tuple(source.shape)}")
     check_positive_int(batch_size, "batch_size")
     path = path or AffinePath(CondOTScheduler())
-    device = torch.device(fit_kwargs.pop("device", None) or _training_device())
+    device = _check_device(fit_kwargs.pop("device", None))
     loss_fn = _flow_matching_loss(
         data.to(device), batch_size, device, source.to(device) if source is not None else None, path, divergence
     )
@@ -610,7 +676,7 @@ def train_conditional_flow_matching(
     p_uncond = check_unit_interval(p_uncond, "p_uncond", open_high=True)
     check_positive_int(batch_size, "batch_size")
     path = path or AffinePath(CondOTScheduler())
-    device = torch.device(fit_kwargs.pop("device", None) or _training_device())
+    device = _check_device(fit_kwargs.pop("device", None))
     conditions = conditions.to(device)
     null = null_condition_of(model, conditions[:1])[0]
     loss_fn = _flow_matching_loss(

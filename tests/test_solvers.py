@@ -75,6 +75,20 @@ def test_adaptive_solver_accuracy_and_nfe():
     assert traj.trajectory.shape == (2, 5, 2)
 
 
+def test_adaptive_t_eval_defines_the_interval():
+    # A decreasing grid integrates backwards from its first time; t0 and t1 may be left out
+    # or repeated (up to float32 rounding), but never contradict it.
+    grid = torch.tensor([1.0, 0.6, 0.3], dtype=torch.float64)
+    left_out = solvers.solve_adaptive(rotation, X0, t_eval=grid, rtol=1e-9, atol=1e-9)
+    given = solvers.solve_adaptive(rotation, X0, t0=1.0, t1=0.3, t_eval=grid, rtol=1e-9, atol=1e-9)
+    assert torch.equal(left_out.x, given.x) and torch.equal(left_out.times, grid)
+    assert torch.allclose(left_out.x, exact_rotation(X0, 1.0, 0.3), atol=1e-7)
+    assert torch.allclose(left_out.trajectory[:, 1], exact_rotation(X0, 1.0, 0.6), atol=1e-7)
+    solvers.solve_adaptive(rotation, X0.float(), t0=1.0, t1=0.3, t_eval=grid.float())
+    with pytest.raises(ValueError, match=r"t1=0.5 disagrees with t_eval, which runs from 1 to 0.3"):
+        solvers.solve_adaptive(rotation, X0, t1=0.5, t_eval=grid)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [

@@ -90,6 +90,43 @@ def test_fit_bad_input():
         train.train_flow_matching(net, torch.randn(10, 2), steps=1, source=torch.randn(10, 3))
 
 
+def _loss_with_nan_at(bad_step):
+    def loss_fn(net, step):
+        value = net(torch.randn(16, 2), torch.rand(16)).pow(2).mean()
+        return value * (float("nan") if step == bad_step else 1.0)
+
+    return loss_fn
+
+
+def test_a_nan_loss_leaves_the_weights_of_the_last_good_step():
+    # A NaN at step 3 stops training before backward: the model and the EMA are those of a
+    # run of 3 steps (no cosine decay, whose schedule depends on the number of steps).
+    kw = dict(lr=1e-2, ema_decay=0.9, cosine_decay=False, device="cpu", progress=False)
+    model = _moons_model()
+    with pytest.raises(train.NonFiniteLossError, match=r"the loss became nan at step 3") as caught:
+        train.fit(model, _loss_with_nan_at(3), steps=6, **kw)
+    three = train.fit(_moons_model(), _loss_with_nan_at(3), steps=3, **kw)
+    stopped = caught.value.result
+    assert stopped.model is model and stopped.history == three.history
+    for a, b in zip(model.parameters(), three.model.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(stopped.ema_model.parameters(), three.ema_model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_callback_sees_every_step():
+    calls = []
+
+    def callback(step, loss, model):
+        calls.append((step, loss, model))
+
+    loss_fn = _loss_with_nan_at(None)
+    result = train.fit(_moons_model(), loss_fn, steps=5, device="cpu", progress=False, callback=callback)
+    assert [step for step, _, _ in calls] == [0, 1, 2, 3, 4]
+    assert [loss for _, loss, _ in calls] == result.history
+    assert all(model is result.model for _, _, model in calls)
+
+
 def test_local_rows_outside_a_process_group():
     x = torch.arange(6)
     assert train.world() == (0, 1) and not train.is_distributed()

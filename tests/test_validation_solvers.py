@@ -74,6 +74,11 @@ BAD_ADAPTIVE = [
     (dict(t_eval=torch.tensor([0.0, 1.0, 0.5])), ValueError, r"t_eval must be strictly increasing"),
     (dict(t_eval=torch.tensor([0.0, 3.0])), ValueError, r"t_eval must hold finite times in \[0, 1\]"),
     (dict(t_eval=torch.zeros(2, 2)), ValueError, r"t_eval must be a 1-D tensor"),
+    (dict(t_eval=torch.linspace(0, 1, 5), t0=0.5), ValueError, r"t0=0.5 disagrees with t_eval, which runs from 0 to 1"),
+    (dict(t_eval=torch.linspace(0, 0.5, 5), t1=1.0 - 1e-3), ValueError, r"t1=0.999 disagrees with t_eval"),
+    (dict(t_eval=torch.tensor([1.0, 0.0]), t0=0.5), ValueError, r"t0=0.5 disagrees with t_eval, which runs from 1 to"),
+    (dict(t_eval=torch.tensor([1.0, 0.0]), t0=1.5), ValueError, r"t0 must be a number in \[0, 1\]"),
+    (dict(t_eval=torch.tensor([1.0, 0.0]), t1=None), TypeError, r"t1 must be a number in \[0, 1\]"),
     (dict(velocity=None), TypeError, r"velocity must be callable"),
     (dict(velocity=lambda x, t: x.sum(1)), ValueError, r"velocity\(x, t\) must return a tensor of shape \(5, 2\)"),
 ]

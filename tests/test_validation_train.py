@@ -38,6 +38,16 @@ BAD_FIT = [
     (dict(ema_decay="0.99"), TypeError, r"ema_decay must be a number"),
     (dict(seed=-1), ValueError, r"seed must be >= 0"),
     (dict(seed=0.5), TypeError, r"seed must be an int"),
+    (dict(seed=True), TypeError, r"seed must be an int, got bool"),
+    (dict(device="gpu0"), ValueError, r"device must be None or a device torch knows, such as 'cpu'"),
+    (dict(device=""), ValueError, r"device must be None or a device torch knows"),
+    (dict(device=0), TypeError, r"device must be None, a str such as 'cuda:0' or a torch.device, got int"),
+    (dict(progress="yes"), TypeError, r"progress must be a bool, got str"),
+    (dict(progress=1), TypeError, r"progress must be a bool, got int"),
+    (dict(description=None), TypeError, r"description must be a str, got NoneType"),
+    (dict(cosine_decay=0), TypeError, r"cosine_decay must be a bool, got int"),
+    (dict(resume="no"), TypeError, r"resume must be a bool, got str"),
+    (dict(callback="plot"), TypeError, r"callback must be callable as callback\(step, loss, model\)"),
 ]
 
 
@@ -62,6 +72,7 @@ BAD_TFM = [
     (dict(steps=-2), ValueError, r"steps must be >= 1"),
     (dict(lr=0), ValueError, r"lr must be a finite number > 0"),
     (dict(ema_decay=2.0), ValueError, r"ema_decay must lie in \(0, 1\)"),
+    (dict(device="gpu0"), ValueError, r"device must be None or a device torch knows"),
     # reported at the first step, by the CFM loss and the model
     (dict(path=CondOTScheduler()), TypeError, r"path must be an AffinePath"),
     (dict(divergence="l2"), TypeError, r"divergence must be callable"),
@@ -85,6 +96,26 @@ def test_train_flow_matching_bad_input(change, exc, match):
 def test_seed_everything_bad_input(seed, exc, match):
     with pytest.raises(exc, match=match):
         seed_everything(seed)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda", 1)])
+def test_fit_on_a_missing_cuda_device(monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'cuda(:\d)?' was asked for, but CUDA is not available"):
+        fit(model(), quadratic_loss, steps=2, device=device, progress=False)
+
+
+def test_fit_on_a_cuda_device_beyond_the_last(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"device 'cuda:2' does not exist: there are 2 CUDA GPUs"):
+        fit(model(), quadratic_loss, steps=2, device="cuda:2", progress=False)
+
+
+def test_fit_on_a_missing_mps_device(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'mps' was asked for, but Apple MPS is not available"):
+        fit(model(), quadratic_loss, steps=2, device="mps", progress=False)
 
 
 def test_non_finite_loss_names_the_step():
