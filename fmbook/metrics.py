@@ -46,11 +46,11 @@ def slicing_directions(dim: int, n_directions: int = 128) -> Tensor:
     return d / d.norm(dim=1, keepdim=True)
 
 
-def _quantiles(x: Tensor, levels: Tensor) -> Tensor:
-    """Empirical quantile functions of each column of sorted ``x`` ``(n, k)`` at ``levels``."""
-    n = x.shape[0]
-    idx = torch.clamp((levels * n).floor().long(), max=n - 1)
-    return x[idx]
+def _quantiles(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Empirical quantile functions of each row of sorted ``x`` ``(k, n)`` at ``levels``."""
+    n = x.shape[1]
+    idx = np.minimum(np.floor(levels * n).astype(np.int64), n - 1)
+    return x[:, idx]
 
 
 def sliced_w2(a: Tensor, b: Tensor, n_directions: int = 128) -> float:
@@ -61,13 +61,14 @@ def sliced_w2(a: Tensor, b: Tensor, n_directions: int = 128) -> float:
     """
     a, b = _pair(a, b)
     dirs = slicing_directions(a.shape[1], n_directions)
-    pa, _ = (a @ dirs.T).sort(dim=0)
-    pb, _ = (b @ dirs.T).sort(dim=0)
-    if pa.shape[0] != pb.shape[0]:
-        k = max(pa.shape[0], pb.shape[0])
-        levels = (torch.arange(k, dtype=torch.float64) + 0.5) / k
+    # One row per direction; NumPy's sort of float64 rows is several times faster than torch's.
+    pa = np.sort((dirs @ a.T).numpy(), axis=1)
+    pb = np.sort((dirs @ b.T).numpy(), axis=1)
+    if pa.shape[1] != pb.shape[1]:
+        k = max(pa.shape[1], pb.shape[1])
+        levels = (np.arange(k, dtype=np.float64) + 0.5) / k
         pa, pb = _quantiles(pa, levels), _quantiles(pb, levels)
-    return float(((pa - pb) ** 2).mean().sqrt())
+    return float(np.sqrt(np.mean((pa - pb) ** 2)))
 
 
 def exact_w2(a: Tensor, b: Tensor) -> float:

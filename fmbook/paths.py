@@ -556,10 +556,11 @@ def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Schedu
     s = s.clamp_min(SIGMA_FLOOR)
     # Squared distances accumulated one coordinate at a time: exact (no cancellation as in
     # |x|^2 - 2<x, m> + |m|^2, which matters when sigma_t is small) and without a (B, N, d) tensor.
+    # In-place updates keep it to one (B, N) buffer and a temporary per coordinate.
     sq = torch.zeros(x.shape[0], data.shape[0], dtype=x.dtype, device=x.device)
     for k in range(x.shape[1]):
-        sq = sq + (x[:, k : k + 1] - a[:, None] * data[None, :, k]) ** 2
-    return -sq / (2 * s[:, None] ** 2), a, s
+        sq.add_(torch.addcmul(x[:, k : k + 1], a[:, None], data[None, :, k], value=-1).square_())
+    return sq.mul_((-0.5 / s**2)[:, None]), a, s
 
 
 def posterior_mean(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
