@@ -3,16 +3,18 @@
 Trains the chapter's recipe (MLP width 128, depth 4, batch 1024, Adam 3e-3 with cosine decay,
 EMA 0.99) and prints a table: training seconds, then sliced W2, exact W2 and MMD of 2000
 samples against 2000 fresh data points at NFE 1, 2, 4, 8, 16, 32 with Euler and midpoint and
-with the adaptive dopri5 solver, beside each metric's noise floor (the same metric between two
-independent sets of 2000 data points).
+with the adaptive dopri5 solver, in units of each metric's noise floor (the same metric between
+two independent sets of 2000 data points), averaged over independent draws with their
+standard errors (:class:`fmbook.metrics.FloorReference`).
 
-    python benchmarks/moons.py [--steps 1500] [--threads 2] [--device cpu]
+    python benchmarks/moons.py [--steps 1500] [--threads 2] [--device cpu] [--repeats 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--repeats", type=int, default=50, help="draws averaged for the sliced W2")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else train.default_device()
@@ -38,24 +41,29 @@ def main() -> None:
     )
     model = result.sampling_model.cpu()
 
-    reference = data.sample_moons(N, seed=15)
-    noise = data.sample_gaussian(N, seed=16)
+    # Every metric is averaged over independent draws of noise and data (one draw of 2000 points
+    # is noisy: the sliced W2's standard deviation is about a third of its mean); the costly
+    # exact W2 and MMD get fewer draws.
     named = {"sliced W2": metrics.sliced_w2, "exact W2": metrics.exact_w2, "MMD": metrics.mmd_rbf}
-    floors = {name: metrics.noise_floor(fn, data.sample_moons, N) for name, fn in named.items()}
+    draws = {"sliced W2": args.repeats, "exact W2": 4, "MMD": 4}
+    references = {name: metrics.FloorReference(data.sample_moons, N, fn, draws[name]) for name, fn in named.items()}
 
     print(f"device {device}, {torch.get_num_threads()} threads, {args.steps} steps, "
           f"training {result.seconds:.1f} s ({1000 * result.seconds / args.steps:.2f} ms/step)")
-    header = f"{'sampler':<10}{'NFE':>5}" + "".join(f"{name:>12}{'/floor':>8}" for name in named)
+    print("each cell: mean metric, then / floor +- its standard error; draws: "
+          + ", ".join(f"{name} {k}" for name, k in draws.items()))
+    header = f"{'sampler':<10}{'NFE':>5}" + "".join(f"{name:>11}{'/floor':>13}" for name in named)
     print(header)
     print("-" * len(header))
-    print(f"{'floor':<10}{'':>5}" + "".join(f"{floors[name]:12.4f}{1.0:8.2f}" for name in named))
+    print(f"{'floor':<10}{'':>5}" + "".join(f"{references[name].floor:11.4f}{'1':>13}" for name in named))
 
-    def row(label: str, nfe: int, x: torch.Tensor) -> None:
+    def row(label: str, sample: Callable[[torch.Tensor], tuple[torch.Tensor, int]]) -> None:
+        nfe = sample(data.sample_gaussian(N, seed=16))[1]
         cells = ""
-        for name, fn in named.items():
-            value = fn(x, reference)
-            cells += f"{value:12.4f}{value / floors[name]:8.2f}"
-        print(f"{label:<10}{nfe:>5}" + cells)
+        for name in named:
+            q = references[name].ratio(lambda n, seed: sample(data.sample_gaussian(n, seed=500 + seed))[0])
+            cells += f"{q.value:11.4f}{q.ratio:8.2f} +-{q.stderr:4.2f}"
+        print(f"{label:<10}{nfe:>5}" + cells, flush=True)
 
     start = time.perf_counter()
     with torch.no_grad():
@@ -63,9 +71,18 @@ def main() -> None:
             for nfe in (1, 2, 4, 8, 16, 32):
                 if nfe % per_step:
                     continue
-                row(method, nfe, solvers.solve_ode(model, noise, steps=nfe // per_step, method=method).x)
-        adaptive = solvers.solve_adaptive(model, noise, rtol=1e-5, atol=1e-5)
-        row("dopri5", adaptive.nfe, adaptive.x)
+
+                def fixed(x0: torch.Tensor, method: str = method, steps: int = nfe // per_step):
+                    solution = solvers.solve_ode(model, x0, steps=steps, method=method)
+                    return solution.x, solution.nfe
+
+                row(method, fixed)
+
+        def adaptive(x0: torch.Tensor):
+            solution = solvers.solve_adaptive(model, x0, rtol=1e-5, atol=1e-5)
+            return solution.x, solution.nfe
+
+        row("dopri5", adaptive)
     print(f"(evaluation {time.perf_counter() - start:.1f} s)")
 
 

@@ -7,8 +7,8 @@ r"""Distances between two sets of samples, and their noise floors.
 * :func:`mmd_rbf`: the maximum mean discrepancy with a Gaussian (RBF) kernel.
 * :func:`noise_floor`: a metric between two independent draws of the same data set, i.e.
   the value a perfect model would get with the same number of samples.
-* :func:`ratio_to_floor`: a generator's distance to the data in units of that floor, averaged
-  over many draws, with its standard error.
+* :func:`ratio_to_floor` and :class:`FloorReference`: a generator's distance to the data in
+  units of that floor, averaged over many draws, with its standard error.
 """
 
 from __future__ import annotations
@@ -173,6 +173,70 @@ class FloorRatio:
         return f"{self.ratio:.2f} +- {self.stderr:.2f} x floor"
 
 
+class FloorReference:
+    r"""Fixed draws of data against which generators are measured in units of the noise floor.
+
+    For each repeat :math:`i` two independent data sets of ``n`` points are drawn once: a target
+    :math:`B_i` and a fresh set :math:`A_i`, whose distance :math:`f_i = d(A_i, B_i)` is what a
+    perfect generator scores; ``floor`` is their mean. :meth:`ratio` then draws model samples
+    :math:`M_i` and returns :math:`\bar m / \bar f` with :math:`m_i = d(M_i, B_i)`. Sharing
+    :math:`B_i` makes the ratio less noisy than two separate averages; its standard error is
+    :math:`\sqrt{\operatorname{Var}(m_i - R f_i) / k} / \bar f` (the delta method).
+
+    Args:
+        sampler: the data sampler ``sampler(n, seed=...)``.
+        n: points per set.
+        metric: a distance between point sets; :func:`sliced_w2` by default.
+        repeats: independent draws averaged (>= 2).
+        seed: offset of every seed, for independent references.
+    """
+
+    def __init__(
+        self,
+        sampler: Callable[..., Tensor],
+        n: int,
+        metric: Metric = sliced_w2,
+        repeats: int = 50,
+        seed: int = 0,
+    ) -> None:
+        check_callable(sampler, "sampler", "sampler(n, seed=...)")
+        check_callable(metric, "metric", "metric(a, b)")
+        self.n = check_positive_int(n, "n")
+        self.repeats = check_positive_int(repeats, "repeats", minimum=2)
+        self.seed = _check_seed(seed)
+        self.metric = metric
+        self.targets: list[Tensor] = []
+        floor_values = []
+        for i in range(repeats):
+            fresh, target = _floor_draws(sampler, n, self.seed, i)
+            self.targets.append(target)
+            floor_values.append(metric(fresh, target))
+        self.floor_values = np.array(floor_values)
+        self.floor = float(self.floor_values.mean())
+
+    def ratio(self, generate: Callable[[int, int], Tensor], repeats: int | None = None) -> FloorRatio:
+        """The distance of ``generate(n, seed)`` (``n`` samples ``(n, d)`` from a seeded draw of
+        its noise; seeds ``seed + i`` for the repeats) to the data, in units of the floor.
+
+        ``repeats`` (2 to ``self.repeats``) uses only the first draws, for an expensive generator.
+        """
+        check_callable(generate, "generate", "generate(n, seed)")
+        k = self.repeats if repeats is None else check_positive_int(repeats, "repeats", minimum=2)
+        if k > self.repeats:
+            raise ValueError(f"repeats must be <= {self.repeats}, the draws of this reference, got {k}")
+        values = []
+        for i, target in enumerate(self.targets[:k]):
+            samples = generate(self.n, self.seed + i)
+            if not isinstance(samples, Tensor) or samples.shape != target.shape:
+                got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
+                raise ValueError(f"generate(n, seed) must return a tensor of shape {tuple(target.shape)}, got {got}")
+            values.append(self.metric(samples, target))
+        m, f = np.array(values), self.floor_values[:k]
+        ratio = m.mean() / f.mean()
+        stderr = float(np.std(m - ratio * f, ddof=1) / math.sqrt(k) / f.mean())
+        return FloorRatio(float(ratio), stderr, float(m.mean()), float(f.mean()), k)
+
+
 def ratio_to_floor(
     generate: Callable[[int, int], Tensor],
     sampler: Callable[..., Tensor],
@@ -181,42 +245,14 @@ def ratio_to_floor(
     repeats: int = 50,
     seed: int = 0,
 ) -> FloorRatio:
-    r"""How far a generator is from the data, in units of the metric's noise floor.
+    """How far a generator is from the data, in units of the metric's noise floor.
 
-    For each repeat :math:`i` three sets of ``n`` points are drawn: data :math:`B_i`, fresh data
-    :math:`A_i` and model samples :math:`M_i` (``generate(n, seed_i)``). With :math:`m_i = d(M_i, B_i)`
-    and :math:`f_i = d(A_i, B_i)`, the result is :math:`\bar m / \bar f`. Sharing :math:`B_i`
-    between the two makes the ratio less noisy than two separate averages; its standard error
-    is :math:`\sqrt{\operatorname{Var}(m_i - R f_i) / k} / \bar f` (the delta method).
-
-    Args:
-        generate: ``generate(n, seed)`` returns ``n`` model samples ``(n, d)`` from a seeded draw
-            of its noise.
-        sampler: the data sampler ``sampler(n, seed=...)``.
-        n: points per set.
-        metric: a distance between point sets; :func:`sliced_w2` by default.
-        repeats: independent draws averaged (>= 2).
-        seed: offset of every seed, for independent evaluations.
+    ``FloorReference(sampler, n, metric, repeats, seed).ratio(generate)``: see
+    :class:`FloorReference`. To measure several generators against the same data, build the
+    reference once and call its :meth:`~FloorReference.ratio` for each.
     """
     check_callable(generate, "generate", "generate(n, seed)")
-    check_callable(sampler, "sampler", "sampler(n, seed=...)")
-    check_callable(metric, "metric", "metric(a, b)")
-    check_positive_int(n, "n")
-    check_positive_int(repeats, "repeats", minimum=2)
-    seed = _check_seed(seed)
-    model_values, floor_values = [], []
-    for i in range(repeats):
-        fresh, target = _floor_draws(sampler, n, seed, i)
-        samples = generate(n, seed + i)
-        if not isinstance(samples, Tensor) or samples.shape != target.shape:
-            got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
-            raise ValueError(f"generate(n, seed) must return a tensor of shape {tuple(target.shape)}, got {got}")
-        model_values.append(metric(samples, target))
-        floor_values.append(metric(fresh, target))
-    m, f = np.array(model_values), np.array(floor_values)
-    ratio = m.mean() / f.mean()
-    stderr = float(np.std(m - ratio * f, ddof=1) / math.sqrt(repeats) / f.mean())
-    return FloorRatio(float(ratio), stderr, float(m.mean()), float(f.mean()), repeats)
+    return FloorReference(sampler, n, metric, repeats, seed).ratio(generate)
 
 
 # --------------------------------------------------------------------------------------

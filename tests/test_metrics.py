@@ -111,6 +111,20 @@ def test_ratio_to_floor_stderr_matches_the_spread_of_independent_evaluations():
     assert reported / 1.5 < spread < 1.5 * reported
 
 
+def test_floor_reference_reuses_its_draws_and_matches_ratio_to_floor():
+    reference = metrics.FloorReference(data.sample_moons, 400, repeats=6, seed=3)
+    by_function = metrics.ratio_to_floor(_moons_generator(0.1), data.sample_moons, 400, repeats=6, seed=3)
+    by_reference = reference.ratio(_moons_generator(0.1))
+    assert by_reference == by_function
+    floor = metrics.noise_floor(metrics.sliced_w2, data.sample_moons, 400, seed=3, repeats=6)
+    assert reference.floor == pytest.approx(floor, rel=1e-12)
+    first = reference.ratio(_moons_generator(0.1), repeats=3)
+    assert first == metrics.ratio_to_floor(_moons_generator(0.1), data.sample_moons, 400, repeats=3, seed=3)
+    # The model values by hand: the i-th model draw against the i-th target.
+    by_hand = [metrics.sliced_w2(_moons_generator(0.1)(400, 3 + i), reference.targets[i]) for i in range(6)]
+    assert by_reference.value == pytest.approx(sum(by_hand) / 6, rel=1e-12)
+
+
 def test_ratio_to_floor_sees_a_shift():
     result = metrics.ratio_to_floor(_moons_generator(0.3), data.sample_moons, 500, repeats=20)
     assert result.ratio > 2 and result.ratio - 1 > 4 * result.stderr
