@@ -3,6 +3,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$root/scripts/offline-assets.sh"
+# Execute the chapters two at a time into the build's execution cache; the build reuses them.
+python "$root/scripts/execute_chapters.py" --jobs 2
 jupyter-book build . --keep-going "$@"
 echo
 echo "The book is built. Open: file://$root/_build/html/index.html"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the book: lint, the unit tests of fmbook, every chapter under nbval,
-# the book build with warnings as errors, and the built book read in headless Chromium.
+# the book build with warnings as errors (its chapters executed beforehand, two at a time, into
+# the build's own execution cache), and the built book read in headless Chromium.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 start=$SECONDS
@@ -9,6 +10,8 @@ ruff check .
 echo "== unit tests and chapters (nbval)"
 # Two workers, one thread each: two small-network chapters side by side fill two cores.
 OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q
+echo "== every chapter executed into the book's execution cache, two at a time"
+python "$root/scripts/execute_chapters.py" --jobs 2
 echo "== book build (warnings are errors)"
 "$root/scripts/offline-assets.sh"
 rm -rf _build/html

@@ -1,0 +1,80 @@
+"""Execute the book's chapters into its execution cache, several at a time.
+
+Jupyter Book (``execute_notebooks: cache``) executes the chapters one after another while it
+builds, and reuses a chapter's stored outputs while its code is unchanged. This script fills
+that same cache (``_build/.jupyter_cache``) first, running ``--jobs`` chapters side by side, so
+that the build itself only renders. Each chapter runs in its own folder with one thread per
+kernel, as in the build. A chapter whose cell fails is not cached: the build then executes it
+again and reports the error there. Exit status 1 if any chapter fails.
+
+    python scripts/execute_chapters.py [--jobs 2] [chapters/*.ipynb ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import nbformat
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn
+from jupyter_cache.executors.utils import single_nb_execution
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "_build" / ".jupyter_cache"
+TIMEOUT = 900  # seconds per cell, as `execute: timeout` in _config.yml
+
+
+def execute(path: Path) -> tuple[Path, nbformat.NotebookNode, float, str | None]:
+    """Run one chapter top to bottom in its folder; returns it with its outputs and the time."""
+    notebook = nbformat.read(path, as_version=4)
+    result = single_nb_execution(notebook, cwd=str(path.parent), timeout=TIMEOUT, allow_errors=False)
+    return path, notebook, result.time, result.exc_string if result.err is not None else None
+
+
+def is_cached(cache, path: Path) -> bool:
+    try:
+        cache.match_cache_notebook(nbformat.read(path, as_version=4))
+    except KeyError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="*", type=Path, help="notebooks (default: chapters/*.ipynb)")
+    parser.add_argument("--jobs", type=int, default=2, help="chapters executed side by side")
+    args = parser.parse_args(argv)
+    chapters = [p.resolve() for p in args.chapters] or sorted((ROOT / "chapters").glob("*.ipynb"))
+    cache = get_cache(str(CACHE))
+    pending = [p for p in chapters if not is_cached(cache, p)]
+    print(f"{len(chapters) - len(pending)} chapter(s) already in the cache, {len(pending)} to execute")
+    # Side by side, each kernel keeps to one thread so that the chapters do not fight over cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    failed = []
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for future in as_completed([pool.submit(execute, p) for p in pending]):
+            path, notebook, seconds, error = future.result()
+            name = path.relative_to(ROOT)
+            if error is not None:
+                failed.append(name)
+                print(f"FAILED {name} after {seconds:.0f} s:\n{error}", file=sys.stderr)
+                continue
+            record = cache.add_nb_to_project(str(path))
+            cache.cache_notebook_bundle(
+                CacheBundleIn(notebook, record.uri, data={"execution_seconds": seconds}),
+                check_validity=False,
+                overwrite=True,
+            )
+            print(f"executed {name} in {seconds:.0f} s", flush=True)
+    print(f"{len(pending)} chapter(s) in {time.perf_counter() - started:.0f} s with {args.jobs} job(s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
