@@ -19,7 +19,8 @@ Three recipes learn the same job: the standard Gaussian to the canonical moons
 Every model is scored the same way: 2000 samples from the midpoint rule with 8 velocity
 evaluations (NFE 8, 4 steps), each with its own library's solver, against 2000 fresh moons with
 :func:`fmbook.metrics.sliced_w2`; the targets are 1.2 (the issue's), 1.5 and 2 times the noise floor of that metric
-(:func:`fmbook.metrics.noise_floor`: two independent draws of 2000 moons, averaged over 20 pairs). The three trainings
+(:class:`fmbook.metrics.FloorReference`: two independent draws of 2000 moons, averaged over 20 pairs,
+and each evaluation averaged over 20 draws against the same data sets). The three trainings
 are interleaved in slices of ``--slice`` seconds so that a change in the load of a shared
 machine falls on all of them alike; only training is timed (evaluation is not).
 """
@@ -89,10 +90,10 @@ class Run:
         last = self.evals[-1][0] if self.evals else 0.0
         return not self.evals or self.clock.t >= max(last + 0.5, 1.1 * last)
 
-    def evaluate(self, pairs: list[tuple[Tensor, Tensor]]) -> float:
-        """The mean sliced W2 over (source draw, fresh moons) pairs, as the noise floor averages its pairs."""
+    def evaluate(self, reference: metrics.FloorReference) -> float:
+        """The mean sliced W2 of fresh samples against the reference's data sets (those of its floor)."""
         with torch.no_grad():
-            value = sum(metrics.sliced_w2(self.sample(x0), ref) for x0, ref in pairs) / len(pairs)
+            value = reference.ratio(lambda n, seed: self.sample(data.sample_gaussian(n, seed=100 + seed))).value
         self.evals.append((self.clock.t, self.steps, value))
         return value
 
@@ -209,13 +210,16 @@ def torchcfm_recipe(train_set: Tensor, budget: float, seed: int) -> tuple[Run, C
 def book_run(
     steps: int,
     train_set: Tensor,
-    pairs: list[tuple[Tensor, Tensor]],
+    reference: metrics.FloorReference,
     run_peers_for: Callable[[float], None],
     args: argparse.Namespace,
 ) -> Run:
     """The book's recipe for ``steps`` steps, evaluated on the way, with the peers interleaved."""
     torch.manual_seed(args.seed)
     model = MLPVelocityField(2, 128, 4)
+    # fit's callback hands over the network after every step; this mirror of fit's EMA (same
+    # decay, updated after every optimizer step) is what is evaluated on the way. At the end it
+    # is checked against fit's own EMA, bit for bit.
     mirror = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.99))
     book = Run(
         f"fmbook {steps}",
@@ -225,35 +229,23 @@ def book_run(
     )
     slice_start = [0.0]
 
-    def hook(net: nn.Module, step: int) -> None:
-        book.clock.stop()
-        if step >= 1:
-            mirror.update_parameters(net)
-            book.steps = step
+    def after_step(step: int, loss: float, net: nn.Module) -> None:
+        book.clock.stop()  # evaluation and the peers' turns are not the book's training time
+        mirror.update_parameters(net)
+        book.steps = step + 1
         if book.due():
             mirror.module.eval()
-            book.evaluate(pairs)
+            book.evaluate(reference)
         if book.clock.t - slice_start[0] >= args.slice:
             run_peers_for(args.slice)
             slice_start[0] = book.clock.t
         book.clock.start()
 
-    class Hooked(nn.Module):
-        """The book's model, with the hook run before each training forward pass (one per step)."""
-
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-            self.calls = 0
-
-        def forward(self, x: Tensor, t: Tensor) -> Tensor:
-            hook(self.inner, self.calls)
-            self.calls += 1
-            return self.inner(x, t)
-
+    mirror.module.eval()
+    book.evaluate(reference)  # the untrained network, at 0 s
     book.clock.start()
     result = train_flow_matching(
-        Hooked(model),
+        model,
         train_set,
         steps=steps,
         batch_size=1024,
@@ -262,14 +254,14 @@ def book_run(
         seed=args.seed,
         device="cpu",
         progress=False,
+        callback=after_step,
     )
     book.clock.stop()
-    mirror.update_parameters(model)
-    book.steps = steps
-    ema = result.ema_model.inner
-    assert all(torch.equal(p, q) for p, q in zip(ema.parameters(), mirror.module.parameters())), "EMA mirror drifted"
-    mirror.module.eval()
-    book.evaluate(pairs)
+    assert all(
+        torch.equal(p, q) for p, q in zip(result.ema_model.parameters(), mirror.module.parameters())
+    ), "EMA mirror drifted"
+    if book.evals[-1][1] != steps:
+        book.evaluate(reference)
     book.budget = book.clock.t
     book.done = True
     return book
@@ -288,30 +280,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--factors", type=float, nargs="+", default=[1.2, 1.5, 2.0], help="targets, in multiples of the noise floor"
     )
-    parser.add_argument("--floor-pairs", type=int, default=20, help="pairs of draws averaged in the noise floor")
-    parser.add_argument("--eval-pairs", type=int, default=5, help="pairs of draws averaged in each evaluation")
+    parser.add_argument("--draws", type=int, default=20, help="draws averaged in the floor and in each evaluation")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     Clock.mode = args.clock
 
     train_set = data.sample_moons(50_000, seed=args.seed)
-    # One pair of draws of 2000 moons gives a sliced W2 with a relative spread of about 28 %, so
-    # the floor is averaged over many pairs and each evaluation over several.
-    floor = metrics.noise_floor(metrics.sliced_w2, data.sample_moons, N_EVAL, seed=args.seed, repeats=args.floor_pairs)
-    # evaluation pairs drawn apart from the floor's (which uses seeds seed + 1000 ...)
-    pairs = [
-        (data.sample_gaussian(N_EVAL, seed=args.seed + 100 + i), data.sample_moons(N_EVAL, seed=args.seed + 200 + i))
-        for i in range(args.eval_pairs)
-    ]
+    # One pair of draws of 2000 moons gives a sliced W2 with a relative spread of about a third,
+    # so the floor and every evaluation average many draws, against the same data sets.
+    reference = metrics.FloorReference(data.sample_moons, N_EVAL, repeats=args.draws, seed=args.seed)
+    floor = reference.floor
     target = args.factors[0] * floor
     print(
-        f"sliced W2 noise floor ({N_EVAL} vs {N_EVAL} moons, mean of {args.floor_pairs} pairs): {floor:.4f}; "
+        f"sliced W2 noise floor ({N_EVAL} vs {N_EVAL} moons, mean of {args.draws} pairs): {floor:.4f}; "
         f"first target {args.factors[0]:g} x floor = {target:.4f}"
     )
     print(f"sampling: midpoint, NFE {NFE}; torch threads: {torch.get_num_threads()}; compared: {args.clock} seconds")
     print(
-        f"evaluated (not timed, mean of {args.eval_pairs} pairs) every 0.5 s or 10 % of a run's "
-        f"{args.clock} training time\n",
+        f"evaluated (not timed, mean of {args.draws} draws against the floor's data sets) every 0.5 s or 10 % "
+        f"of a run's {args.clock} training time\n",
         flush=True,
     )
 
@@ -325,21 +312,18 @@ def main(argv: list[str] | None = None) -> int:
                 spent = run.clock.t
                 while not run.done and run.clock.t - spent < seconds:
                     if run.due():
-                        run.evaluate(pairs)
+                        run.evaluate(reference)
                     run.clock.start()
                     step()
                     run.clock.stop()
                     run.steps += 1
                     run.done = run.clock.t >= run.budget
                 if run.done:
-                    run.evaluate(pairs)
+                    run.evaluate(reference)
 
     # The book's recipe, through train_flow_matching itself, once for each length of run (the
-    # cosine decay depends on it). fit has no callback, so the model's forward pass (once per
-    # step) is the hook: it stops the book's clock, mirrors fit's EMA (same decay, updated after
-    # every optimizer step), evaluates that EMA when due, and hands a slice of time to the peers.
-    # At the end of each run the mirror is checked against fit's EMA, bit for bit.
-    books = [book_run(steps, train_set, pairs, run_peers_for, args) for steps in args.book_steps]
+    # cosine decay depends on it); fit's step callback evaluates it and hands turns to the peers.
+    books = [book_run(steps, train_set, reference, run_peers_for, args) for steps in args.book_steps]
     while not all(run.done for run, _ in peers):
         run_peers_for(args.slice)
 
