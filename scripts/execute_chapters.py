@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chapters = [p.resolve() for p in args.chapters] or sorted((ROOT / "chapters").glob("*.ipynb"))
     cache = get_cache(str(CACHE))
-    pending = [p for p in chapters if not is_cached(cache, p)]
+    # Longest first, so that the last chapter to start is a short one: the later chapters of the
+    # book train more and take longest, hence the reverse order.
+    pending = [p for p in reversed(chapters) if not is_cached(cache, p)]
     print(f"{len(chapters) - len(pending)} chapter(s) already in the cache, {len(pending)} to execute")
     # Side by side, each kernel keeps to one thread so that the chapters do not fight over cores.
     os.environ["OMP_NUM_THREADS"] = "1"
