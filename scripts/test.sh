@@ -9,7 +9,7 @@ echo "== ruff"
 ruff check .
 echo "== unit tests and chapters (nbval)"
 # Two workers, one thread each: two small-network chapters side by side fill two cores.
-OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q
+OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q --durations=15
 echo "== every chapter executed into the book's execution cache, two at a time"
 python "$root/scripts/execute_chapters.py" --jobs 2
 echo "== book build (warnings are errors)"
