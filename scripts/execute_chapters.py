@@ -7,7 +7,11 @@ that the build itself only renders. Each chapter runs in its own folder with one
 kernel, as in the build. A chapter whose cell fails is not cached: the build then executes it
 again and reports the error there. Exit status 1 if any chapter fails.
 
-    python scripts/execute_chapters.py [--jobs 2] [chapters/*.ipynb ...]
+With ``--recorded DIR`` a chapter that nbval has already run (``pytest --record-chapters DIR``,
+see ``conftest.py``) is cached from that run, its outputs and widget state as nbval's kernel
+produced them, provided its cells are still those of the chapter; only the others are executed.
+
+    python scripts/execute_chapters.py [--jobs 2] [--recorded DIR] [chapters/*.ipynb ...]
 """
 
 from __future__ import annotations
@@ -44,17 +48,46 @@ def is_cached(cache, path: Path) -> bool:
     return True
 
 
+def cache_executed(cache, path: Path, notebook: nbformat.NotebookNode, seconds: float) -> None:
+    record = cache.add_nb_to_project(str(path))
+    cache.cache_notebook_bundle(
+        CacheBundleIn(notebook, record.uri, data={"execution_seconds": seconds}),
+        check_validity=False,
+        overwrite=True,
+    )
+
+
+def recorded_run(path: Path, folder: Path) -> tuple[nbformat.NotebookNode, float] | None:
+    """nbval's run of the chapter, if it was recorded and the chapter's cells have not changed since."""
+    recorded = folder / path.name
+    if not recorded.exists():
+        return None
+    notebook = nbformat.read(recorded, as_version=4)
+    current = nbformat.read(path, as_version=4)
+    if [(c.cell_type, c.source) for c in notebook.cells] != [(c.cell_type, c.source) for c in current.cells]:
+        return None
+    return notebook, float(notebook.metadata.pop("nbval_execution_seconds", 0.0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", type=Path, help="notebooks (default: chapters/*.ipynb)")
     parser.add_argument("--jobs", type=int, default=2, help="chapters executed side by side")
+    parser.add_argument("--recorded", type=Path, help="a folder of chapters that nbval ran and recorded")
     args = parser.parse_args(argv)
     chapters = [p.resolve() for p in args.chapters] or sorted((ROOT / "chapters").glob("*.ipynb"))
     cache = get_cache(str(CACHE))
     # Longest first, so that the last chapter to start is a short one: the later chapters of the
     # book train more and take longest, hence the reverse order.
     pending = [p for p in reversed(chapters) if not is_cached(cache, p)]
-    print(f"{len(chapters) - len(pending)} chapter(s) already in the cache, {len(pending)} to execute")
+    if args.recorded is not None:
+        for path in list(pending):
+            run = recorded_run(path, args.recorded)
+            if run is not None:
+                cache_executed(cache, path, *run)
+                pending.remove(path)
+                print(f"cached {path.relative_to(ROOT)} from nbval's run ({run[1]:.0f} s)")
+    print(f"{len(chapters) - len(pending)} chapter(s) in the cache, {len(pending)} to execute")
     # Side by side, each kernel keeps to one thread so that the chapters do not fight over cores.
     os.environ["OMP_NUM_THREADS"] = "1"
     failed = []
@@ -67,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 print(f"FAILED {name} after {seconds:.0f} s:\n{error}", file=sys.stderr)
                 continue
-            record = cache.add_nb_to_project(str(path))
-            cache.cache_notebook_bundle(
-                CacheBundleIn(notebook, record.uri, data={"execution_seconds": seconds}),
-                check_validity=False,
-                overwrite=True,
-            )
+            cache_executed(cache, path, notebook, seconds)
             print(f"executed {name} in {seconds:.0f} s", flush=True)
     print(f"{len(pending)} chapter(s) in {time.perf_counter() - started:.0f} s with {args.jobs} job(s)")
     return 1 if failed else 0

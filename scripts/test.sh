@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the book: lint, the unit tests of fmbook, every chapter under nbval,
-# the book build with warnings as errors (its chapters executed beforehand, two at a time, into
-# the build's own execution cache), and the built book read in headless Chromium.
+# the book build with warnings as errors, and the built book read in headless Chromium.
+# Each chapter is executed once: nbval's run of it, outputs and widget state included, is
+# recorded (conftest.py) and handed to the build through its execution cache; a chapter that
+# nbval did not record is executed again for the build.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 start=$SECONDS
@@ -9,9 +11,11 @@ echo "== ruff"
 ruff check .
 echo "== unit tests and chapters (nbval)"
 # Two workers, one thread each: two small-network chapters side by side fill two cores.
-OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q --durations=15
-echo "== every chapter executed into the book's execution cache, two at a time"
-python "$root/scripts/execute_chapters.py" --jobs 2
+recorded="$root/_build/.nbval_executed"
+rm -rf "$recorded"
+OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q --durations=15 --record-chapters "$recorded"
+echo "== the chapters' nbval runs into the book's execution cache (any other chapter executed)"
+python "$root/scripts/execute_chapters.py" --jobs 2 --recorded "$recorded"
 echo "== book build (warnings are errors)"
 "$root/scripts/offline-assets.sh"
 rm -rf _build/html
