@@ -10,8 +10,10 @@ chapter a second time.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 
@@ -106,8 +108,6 @@ def pytest_runtest_call(item):
     if recorder is None:
         yield
         return
-    import time
-
     first, start = len(recorder.messages), time.perf_counter()
     yield
     recorder.cell_ran(item.cell, first, time.perf_counter() - start)
@@ -127,8 +127,6 @@ def pytest_runtest_teardown(item, nextitem):
     recorder = _recorder(item)
     last_cell = nextitem is None or nextitem.parent is not item.parent
     if recorder is not None and last_cell and recorder.complete:
-        import nbformat
-
         folder = Path(item.config.getoption("record_chapters"))
         folder.mkdir(parents=True, exist_ok=True)
         notebook = recorder.executed_notebook()
