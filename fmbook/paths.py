@@ -550,6 +550,18 @@ class ScheduleChange:
         x = check_batch(x, "x")
         t, s, dt, log_ds = (_expand(c, x) for c in self.time_and_scale(r, x))
         return log_ds * x + s * dt * self.velocity(x / s, t.reshape(-1))
+# The posterior weights form a (B, N) array, one row per query point and one column per data
+# point. On the CPU it is computed in blocks of rows that stay in the cache (2**18 numbers,
+# 1 MB in float32): the element-wise passes then run about twice as fast as over one large buffer.
+_CPU_BLOCK_ELEMENTS = 2**18
+
+
+def _row_blocks(x: Tensor, t: Tensor, data: Tensor):
+    """Pairs ``(x[rows], t[rows])`` of consecutive blocks of rows (all rows at once off the CPU)."""
+    rows = max(1, _CPU_BLOCK_ELEMENTS // data.shape[0]) if x.device.type == "cpu" else x.shape[0]
+    return zip(x.split(rows), t.split(rows))
+
+
 def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
@@ -583,8 +595,11 @@ def posterior_mean(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | 
     x = check_points(x, "x")
     data = check_points(data, "data", dim=x.shape[1])
     t = as_time(t, x.shape[0], x)
-    logw, _, _ = _posterior_log_weights(x, t, data.to(x), scheduler)
-    return torch.softmax(logw, dim=1) @ data.to(x)
+    data = data.to(x)
+    return torch.cat([
+        torch.softmax(_posterior_log_weights(xs, ts, data, scheduler)[0], dim=1) @ data
+        for xs, ts in _row_blocks(x, t, data)
+    ])
 
 
 def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
@@ -625,10 +640,14 @@ def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Schedu
     x = check_points(x, "x")
     data = check_points(data, "data", dim=x.shape[1])
     t = as_time(t, x.shape[0], x)
-    logw, _, s = _posterior_log_weights(x, t, data.to(x), scheduler)
+    data = data.to(x)
     d = x.shape[1]
-    log_norm = -0.5 * d * math.log(2 * math.pi) - d * torch.log(s)
-    return torch.logsumexp(logw, dim=1) - math.log(data.shape[0]) + log_norm
+    log_p = []
+    for xs, ts in _row_blocks(x, t, data):
+        logw, _, s = _posterior_log_weights(xs, ts, data, scheduler)
+        log_norm = -0.5 * d * math.log(2 * math.pi) - d * torch.log(s)
+        log_p.append(torch.logsumexp(logw, dim=1) - math.log(data.shape[0]) + log_norm)
+    return torch.cat(log_p)
 
 
 def velocity_from_score(score: Tensor, x: Tensor, t: TimeLike, scheduler: Scheduler, clamp: bool = False) -> Tensor:

@@ -109,6 +109,24 @@ def test_marginal_fields_finite_at_both_ends_and_float32():
     assert torch.allclose(paths.marginal_velocity(x, 0.0, data), data.mean(0) - x, atol=1e-5)
 
 
+def test_marginal_fields_in_blocks_of_rows_match_the_direct_formula():
+    # 300 query points against 5000 data points are processed on the CPU in several blocks of
+    # rows; the fields must equal the direct computation over one (B, N, d) array of differences.
+    g = torch.Generator().manual_seed(3)
+    data = torch.randn(5000, 2, generator=g, dtype=torch.float64)
+    x = 2 * torch.randn(300, 2, generator=g, dtype=torch.float64)
+    t = 0.01 + 0.98 * torch.rand(300, generator=g, dtype=torch.float64)
+    assert paths._CPU_BLOCK_ELEMENTS // data.shape[0] < x.shape[0]  # more than one block
+    sigma = (1 - t)[:, None]
+    log_w = -((x[:, None, :] - t[:, None, None] * data[None]) ** 2).sum(-1) / (2 * sigma**2)
+    x1_hat = torch.softmax(log_w, dim=1) @ data
+    log_p = torch.logsumexp(log_w, dim=1) - math.log(5000) - math.log(2 * math.pi) - 2 * torch.log(sigma[:, 0])
+    assert torch.allclose(paths.posterior_mean(x, t, data), x1_hat, rtol=0, atol=1e-12)
+    assert torch.allclose(paths.marginal_velocity(x, t, data), (x1_hat - x) / sigma, rtol=0, atol=1e-10)
+    assert torch.allclose(paths.marginal_score(x, t, data), -(x - t[:, None] * x1_hat) / sigma**2, rtol=0, atol=1e-8)
+    assert torch.allclose(paths.marginal_log_density(x, t, data), log_p, rtol=0, atol=1e-12)
+
+
 def test_single_data_point_gives_the_conditional_field():
     z = torch.tensor([[2.0, -1.0]])
     x = torch.randn(8, 2)
