@@ -195,29 +195,35 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def init_distributed(backend: str | None = None) -> DistributedContext:
+def init_distributed(backend: str | None = None, device: str | None = None) -> DistributedContext:
     """Join the process group that ``torchrun`` set up, or stand alone when not launched by it.
 
     ``torchrun`` exports ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address.
-    The backend is NCCL on CUDA GPUs (process ``LOCAL_RANK`` drives ``cuda:LOCAL_RANK``) and
-    gloo on the CPU, unless ``backend`` is given. Call :func:`cleanup_distributed` at the end.
+    ``device`` is ``"cuda"``, ``"mps"``, ``"cpu"`` or None for :func:`default_device`; under
+    ``torchrun`` it is ``"cuda"`` (process ``LOCAL_RANK`` drives ``cuda:LOCAL_RANK``; the default
+    when a GPU is present) or ``"cpu"``. The backend is NCCL on CUDA and gloo on the CPU, unless
+    ``backend`` is given. Call :func:`cleanup_distributed` at the end.
     """
+    if device is not None and device not in ("cuda", "mps", "cpu"):
+        raise ValueError(f"device must be 'cuda', 'mps', 'cpu' or None (automatic), got {device!r}")
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not launched and not is_distributed():
-        return DistributedContext(0, 1, 0, default_device())
+        return DistributedContext(0, 1, 0, default_device() if device is None else torch.device(device))
+    if device == "mps":
+        raise ValueError("device 'mps' drives one GPU; several processes need device 'cuda' or 'cpu'")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if device == "cuda" or (device is None and torch.cuda.is_available()):
         torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
+        where = torch.device("cuda", local_rank)
     else:
-        device = torch.device("cpu")
+        where = torch.device("cpu")
     if backend is None:
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = "nccl" if where.type == "cuda" else "gloo"
     if backend not in ("nccl", "gloo", "mpi"):
         raise ValueError(f"backend must be 'nccl', 'gloo' or 'mpi', got {backend!r}")
     if not is_distributed():
         dist.init_process_group(backend=backend, init_method="env://")
-    return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, where)
 
 
 def cleanup_distributed() -> None:
@@ -812,6 +818,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ema", type=float, default=None, help="EMA decay, e.g. 0.999")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    parser.add_argument(
+        "--device", choices=("cuda", "mps", "cpu"), default=None, help="where to train (default: CUDA, MPS, then CPU)"
+    )
     parser.add_argument("--checkpoint", default=None, help="checkpoint file; an existing one is resumed")
     parser.add_argument("--checkpoint-every", type=int, default=None)
     parser.add_argument("--history", default=None, help="write the loss history and the run's facts to this JSON file")
@@ -829,7 +838,7 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     from . import data as datasets
     from .models import MLPVelocityField, UNet
 
-    ctx = init_distributed()
+    ctx = init_distributed(device=args.device)
     try:
         torch.manual_seed(args.seed)
         common = dict(

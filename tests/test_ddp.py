@@ -26,11 +26,13 @@ def _torchrun(nproc: int, out: Path, extra: list[str]) -> dict:
 
 @pytest.mark.parametrize("data", ["moons", "digits"])
 def test_two_processes_give_the_loss_curve_of_one(tmp_path, data):
-    extra = ["--data", data, "--steps", "6", "--batch-size", "32", "--width", "8", "--seed", "3", "--lr", "1e-2"]
+    extra = ["--data", data, "--steps", "6", "--batch-size", "32", "--width", "8", "--seed", "3", "--lr", "1e-2",
+             "--device", "cpu"]  # fmt: skip
     train.main([*extra, "--history", str(tmp_path / "one.json")])  # one process, in this one
     one = json.loads((tmp_path / "one.json").read_text())
     two = _torchrun(2, tmp_path / "two.json", extra)
     assert one["world_size"] == 1 and two["world_size"] == 2
+    assert one["device"] == "cpu" and two["device"] == "cpu"
     assert len(one["history"]) == len(two["history"]) == 6
     # Same global batch, same seed: the curves differ only by the order of floating-point sums.
     for a, b in zip(one["history"], two["history"]):

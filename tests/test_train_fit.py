@@ -132,4 +132,13 @@ def test_local_rows_outside_a_process_group():
     assert train.world() == (0, 1) and not train.is_distributed()
     assert torch.equal(train.local_rows(x), x)
     ctx = train.init_distributed()
-    assert ctx.world_size == 1 and ctx.is_main
+    assert ctx.world_size == 1 and ctx.is_main and ctx.device == train.default_device()
+    assert train.init_distributed(device="cpu").device == torch.device("cpu")  # chosen, not automatic
+    with pytest.raises(ValueError, match=r"device must be 'cuda', 'mps', 'cpu' or None \(automatic\), got 'gpu'"):
+        train.init_distributed(device="gpu")
+
+
+def test_init_distributed_under_torchrun_refuses_mps(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"device 'mps' drives one GPU; several processes need device 'cuda' or 'cpu'"):
+        train.init_distributed(device="mps")
