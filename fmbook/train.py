@@ -728,7 +728,8 @@ def guided_velocity(model: nn.Module, c: Tensor, guidance_scale: float = 1.0) ->
 
     :math:`v_w(x, t \mid c) = v_\theta(x, t, \varnothing) + w\,(v_\theta(x, t, c) - v_\theta(x, t, \varnothing))`
     (:func:`combine_guidance`); the conditional and the null evaluations run as one batch of
-    ``2B``. With ``w = 1`` only the conditional field is evaluated. The result can be given to
+    ``2B``. With ``w = 1`` only the conditional field is evaluated, with ``w = 0`` only the null
+    one. The result can be given to
     :func:`fmbook.solvers.solve_ode`.
 
     Args:
@@ -744,8 +745,10 @@ def guided_velocity(model: nn.Module, c: Tensor, guidance_scale: float = 1.0) ->
     def velocity(x: Tensor, t: Tensor) -> Tensor:
         if x.shape[0] != c.shape[0]:
             raise ValueError(f"x must hold one sample per condition ({c.shape[0]}), got {tuple(x.shape)}")
-        if w == 1.0:
+        if w == 1.0:  # the conditional field alone
             return model(x, t, c)
+        if w == 0.0:  # the unconditional field alone
+            return model(x, t, null)
         both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, null]))
         v_cond, v_uncond = both.chunk(2)
         return combine_guidance(v_cond, v_uncond, w)

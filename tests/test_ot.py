@@ -70,6 +70,17 @@ def test_exact_plan_with_weights_and_unequal_sizes_matches_a_linear_program():
     assert fot.plan_cost(plan, x, y) == pytest.approx(linprog_cost(x, y, a.numpy(), b.numpy()), rel=1e-8)
 
 
+def test_squared_distances_entry_by_entry():
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(6, 3, generator=g), torch.randn(4, 3, generator=g)
+    cost = fot.squared_distances(x, y)
+    assert cost.dtype == torch.float64 and cost.shape == (6, 4)
+    for i in range(6):
+        for j in range(4):
+            expected = sum((float(x[i, k]) - float(y[j, k])) ** 2 for k in range(3))
+            assert abs(float(cost[i, j]) - expected) <= 1e-12 * max(1.0, expected)
+
+
 def test_w2_agrees_with_metrics_exact_w2():
     g = torch.Generator().manual_seed(4)
     x, y = torch.randn(50, 3, generator=g), torch.randn(40, 3, generator=g) * 2

@@ -60,7 +60,7 @@ def test_guided_velocity_is_the_velocity_of_the_tilted_density(w, t):
     assert torch.allclose(guided, expected, atol=1e-8, rtol=1e-6)
 
 
-def test_sample_with_guidance_shapes_seed_and_w1():
+def test_sample_with_guidance_shapes_seed_w1_and_w0():
     torch.manual_seed(0)
     net = models.ConditionalMLPVelocityField(dim=2, num_classes=2, width=16, depth=2)
     c = torch.tensor([0, 1, 1])
@@ -73,6 +73,13 @@ def test_sample_with_guidance_shapes_seed_and_w1():
     with torch.no_grad():
         x1 = x + 0.5 * net(x, torch.zeros(3), c)
         x1 = x1 + 0.5 * net(x1, torch.full((3,), 0.5), c)
+    assert torch.allclose(got, x1, atol=1e-6)
+    # w = 0 is plain unconditional sampling: the null class, by hand.
+    got = train.sample_with_guidance(net, c, (2,), 0.0, steps=2, method="euler", x0=x)
+    null = torch.full((3,), net.null_class)
+    with torch.no_grad():
+        x1 = x + 0.5 * net(x, torch.zeros(3), null)
+        x1 = x1 + 0.5 * net(x1, torch.full((3,), 0.5), null)
     assert torch.allclose(got, x1, atol=1e-6)
 
 
