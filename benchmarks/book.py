@@ -6,8 +6,9 @@ Usage (from the repository root)::
     python benchmarks/book.py chapters/03_*.ipynb --threads 2 --json times.json
 
 Each chapter is executed with nbclient, one at a time, in a fresh subprocess of its own, so
-that the peak memory of each is measured on its own: the resident set size of the kernel and
-of any process it starts is summed, polled with psutil every 0.5 s, and checked against
+that the peak memory of each is measured on its own: the memory of the kernel and of any
+process it starts (proportional set sizes, so that the libraries they share count once) is
+summed, polled with psutil every 0.5 s, and checked against
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of the runner (the exact peak of the largest process)
 once the kernel has exited. CPU time is the kernel's user + system time. (Polling every 50 ms
 took 7 % of a core, which slowed the chapters that run two torch threads on two cores.)
@@ -49,7 +50,7 @@ def wall_budget(path: str) -> float:
 
 
 class TreeMemoryPoller:
-    """Polls the summed RSS and CPU time of this process's descendants (the kernel) in a thread."""
+    """Polls the summed memory and CPU time of this process's descendants (the kernel) in a thread."""
 
     def __init__(self, interval: float = 0.5) -> None:
         import psutil
@@ -57,22 +58,31 @@ class TreeMemoryPoller:
         self.psutil = psutil
         self.me = psutil.Process()
         self.interval = interval
-        self.peak_rss = 0
+        self.peak_bytes = 0
         self.cpu = {}  # pid -> last user + system seconds seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _resident(self, process) -> int:
+        """Bytes of memory that ``process`` holds: its proportional set size (PSS) where Linux
+        reports it, in which a page shared by k processes (torch's libraries, say) counts 1/k, as
+        a container's memory limit counts it once; its resident set size elsewhere."""
+        try:
+            return process.memory_full_info().pss
+        except (AttributeError, self.psutil.AccessDenied):
+            return process.memory_info().rss
 
     def _run(self) -> None:
         while not self._stop.is_set():
             rss = 0
             for child in self.me.children(recursive=True):
                 try:
-                    rss += child.memory_info().rss
+                    rss += self._resident(child)
                     t = child.cpu_times()
                     self.cpu[child.pid] = t.user + t.system
                 except self.psutil.Error:
                     continue
-            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_bytes = max(self.peak_bytes, rss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeMemoryPoller:
@@ -107,7 +117,7 @@ def run_one(notebook: str, timeout: float) -> dict:
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel, once it has been waited for
     cpu = max(usage.ru_utime + usage.ru_stime, sum(poller.cpu.values()))
-    peak_mb = max(poller.peak_rss / 2**20, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    peak_mb = max(poller.peak_bytes / 2**20, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
     return {"notebook": notebook, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak_mb, "error": error}
 
 

@@ -29,3 +29,19 @@ def test_verdicts(capsys):
     assert not book.report([row("03_a.ipynb", float("nan"), float("nan"), error="runner exited 1")])
     out = capsys.readouterr().out
     assert "over time" in out and "over memory" in out and "FAILED" in out
+
+
+def test_memory_poller_sees_a_child_process():
+    # A child that holds 200 MB for two seconds: the poller's peak must include it, and the
+    # memory it counts for a process (PSS) is never more than that process's resident set.
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = "import time, numpy as np; a = np.ones(200 * 2**20 // 8); time.sleep(2)"
+    with book.TreeMemoryPoller(interval=0.1) as poller:
+        subprocess.run([sys.executable, "-c", script], check=True)
+    assert poller.peak_bytes > 200 * 2**20
+    me = psutil.Process()
+    assert 0 < poller._resident(me) <= me.memory_info().rss
