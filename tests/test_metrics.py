@@ -125,6 +125,23 @@ def test_floor_reference_reuses_its_draws_and_matches_ratio_to_floor():
     assert by_reference.value == pytest.approx(sum(by_hand) / 6, rel=1e-12)
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_floor_reference_with_sorted_targets_equals_the_plain_metric(dim):
+    # With the sliced W2 the reference keeps its targets' sorted projections; the results must be
+    # those of calling sliced_w2 afresh each time (a wrapper, which gets no such shortcut).
+    def sampler(n, seed):
+        return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+    def generate(n, seed):
+        return 1.2 * sampler(n, 1000 + seed) + 0.1
+
+    fast = metrics.FloorReference(sampler, 300, repeats=5)
+    plain = metrics.FloorReference(sampler, 300, metric=lambda a, b: metrics.sliced_w2(a, b), repeats=5)
+    assert fast._sorted_targets is not None and plain._sorted_targets is None
+    assert fast.floor == plain.floor
+    assert fast.ratio(generate) == plain.ratio(generate)
+
+
 def test_ratio_to_floor_sees_a_shift():
     result = metrics.ratio_to_floor(_moons_generator(0.3), data.sample_moons, 500, repeats=20)
     assert result.ratio > 2 and result.ratio - 1 > 4 * result.stderr
