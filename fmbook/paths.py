@@ -25,7 +25,7 @@ score are known in closed form (:func:`marginal_velocity`, :func:`marginal_score
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -550,13 +550,15 @@ class ScheduleChange:
         x = check_batch(x, "x")
         t, s, dt, log_ds = (_expand(c, x) for c in self.time_and_scale(r, x))
         return log_ds * x + s * dt * self.velocity(x / s, t.reshape(-1))
+
+
 # The posterior weights form a (B, N) array, one row per query point and one column per data
 # point. On the CPU it is computed in blocks of rows that stay in the cache (2**18 numbers,
 # 1 MB in float32): the element-wise passes then run about twice as fast as over one large buffer.
 _CPU_BLOCK_ELEMENTS = 2**18
 
 
-def _row_blocks(x: Tensor, t: Tensor, data: Tensor):
+def _row_blocks(x: Tensor, t: Tensor, data: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
     """Pairs ``(x[rows], t[rows])`` of consecutive blocks of rows (all rows at once off the CPU)."""
     rows = max(1, _CPU_BLOCK_ELEMENTS // data.shape[0]) if x.device.type == "cpu" else x.shape[0]
     return zip(x.split(rows), t.split(rows))
