@@ -80,8 +80,35 @@ class NonFiniteLossError(FloatingPointError):
         self.result = result
 
 
+class NonFiniteGradientError(NonFiniteLossError):
+    """Raised by :func:`fit` when the loss is finite but its gradient is not (NaN or infinite).
+
+    The bad gradient is never applied: ``result`` holds the model, the EMA and the history
+    after the last step whose loss and gradient were both finite.
+    """
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: truncated, not a checkpoint, or for another model."""
+
+
+def _attach_result(error: BaseException, result: TrainResult) -> None:
+    """Give an exception that stops :func:`fit` the training done so far, as ``error.result``.
+
+    :class:`NonFiniteLossError` carries it already; any other exception (raised by ``loss_fn``,
+    by the callback or by a checkpoint write) gets the attribute and a note that says where the
+    model, the EMA and the history are, so a failure late in training loses no work.
+    """
+    if getattr(error, "result", None) is result:
+        return
+    try:
+        error.result = result  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__: the work is still in the note's hint
+        return
+    error.add_note(
+        f"fmbook.train.fit: the {len(result.history)} steps trained so far (model, EMA and loss "
+        "history) are in this exception's .result"
+    )
 
 
 def _check_device(device: object) -> torch.device:
@@ -327,11 +354,73 @@ def save_checkpoint(
     if world()[0] == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave a half-written file behind
+            raise
     if is_distributed():
         dist.barrier()
     return path
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_rng_state(state: object) -> str | None:
+    """What is wrong with the ``rng`` entry of a checkpoint (as :func:`_rng_state` writes it), or None."""
+    if not isinstance(state, dict) or not {"torch", "cuda", "numpy", "python"} <= set(state):
+        return "its rng entry is not a dict with keys torch, cuda, numpy and python"
+    if not (isinstance(state["torch"], Tensor) and state["torch"].dtype == torch.uint8 and state["torch"].ndim == 1):
+        return "its torch generator state is not a 1-D uint8 tensor"
+    if not isinstance(state["cuda"], list) or not all(
+        isinstance(s, Tensor) and s.dtype == torch.uint8 for s in state["cuda"]
+    ):
+        return "its cuda generator states are not a list of uint8 tensors"
+    n = state["numpy"]
+    if not (
+        isinstance(n, dict)
+        and isinstance(n.get("keys"), Tensor)
+        and tuple(n["keys"].shape) == (624,)
+        and _is_int(n.get("pos"))
+        and 0 <= n["pos"] <= 624
+        and _is_int(n.get("has_gauss"))
+        and isinstance(n.get("cached_gaussian"), float)
+    ):
+        return "its numpy generator state is not 624 keys, a position, has_gauss and cached_gaussian"
+    py = state["python"]
+    if not (
+        isinstance(py, list)
+        and len(py) == 3
+        and _is_int(py[0])
+        and isinstance(py[1], list)
+        and len(py[1]) == 625
+        and all(_is_int(v) for v in py[1])
+        and (py[2] is None or isinstance(py[2], float))
+    ):
+        return "its Python generator state is not [version, 625 integers, gauss]"
+    return None
+
+
+def _check_checkpoint_state(state: dict, path: Path, optimizer: object, ema: object, restore_rng: bool) -> None:
+    """Raise :class:`CheckpointError` naming the first entry of ``state`` that cannot be loaded."""
+    missing = {"step", "steps", "model", "optimizer", "scheduler", "ema", "history", "rng"} - set(state)
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks the entries {sorted(missing)}")
+    if not _is_int(state["step"]) or state["step"] < 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} has step {state['step']!r}, not an int >= 0")
+    if state["steps"] is not None and (not _is_int(state["steps"]) or state["steps"] < state["step"]):
+        raise CheckpointError(f"checkpoint {str(path)!r} has steps {state['steps']!r}, not None or an int >= step")
+    history = state["history"]
+    if not isinstance(history, list) or not all(isinstance(v, float) for v in history):
+        raise CheckpointError(f"checkpoint {str(path)!r} has a loss history that is not a list of floats")
+    for name, obj in (("optimizer", optimizer), ("ema", ema)):
+        if obj is not None and state[name] is None:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds no {name} state, but a {name} was given")
+    if restore_rng and (problem := _check_rng_state(state["rng"])) is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot restore the random generators: {problem}")
 
 
 def load_checkpoint(
@@ -344,10 +433,12 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load a file written by :func:`save_checkpoint` into ``model`` (and the other objects given).
 
-    Reads with ``torch.load(path, weights_only=True)``: no arbitrary code runs. Raises
-    :class:`CheckpointError` (a ValueError) when the file is missing, truncated or not an
-    fmbook checkpoint, or when its weights do not fit ``model`` (other layers or shapes);
-    nothing is modified in that case.
+    Reads with ``torch.load(path, weights_only=True)``: no arbitrary code runs. The whole file
+    is checked before anything is loaded (format, step, steps, history, the random generators'
+    states, and that the weights, the EMA and the optimizer state fit the objects given), and
+    the objects are then loaded all or nothing: any failure raises :class:`CheckpointError` (a
+    ValueError) and leaves ``model``, ``optimizer``, ``scheduler``, ``ema`` and the random
+    generators exactly as they were.
     """
     path = Path(path)
     if not path.is_file():
@@ -360,30 +451,77 @@ def load_checkpoint(
         ) from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {str(path)!r} is not an fmbook checkpoint (format {CHECKPOINT_FORMAT!r})")
-    for name, obj in (("optimizer", optimizer), ("ema", ema)):
-        if obj is not None and state[name] is None:
-            raise CheckpointError(f"checkpoint {str(path)!r} holds no {name} state, but a {name} was given")
+    _check_checkpoint_state(state, path, optimizer, ema, restore_rng)
     target = _unwrap(model)
-    trial = copy.deepcopy(target)
-    try:
-        trial.load_state_dict(state["model"], strict=True)
-        if ema is not None:
-            copy.deepcopy(ema).load_state_dict(state["ema"], strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} does not match the model: {error}") from error
-    target.load_state_dict(state["model"])
-    if optimizer is not None:
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as error:
-            raise CheckpointError(f"checkpoint {str(path)!r} does not match the optimizer: {error}") from error
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
+    # Trial loads into copies: a mismatch is found before the caller's objects are touched.
+    trials: list[tuple[str, Any, Any]] = [("model", copy.deepcopy(target), state["model"])]
     if ema is not None:
-        ema.load_state_dict(state["ema"])
-    if restore_rng:
-        _set_rng_state(state["rng"])
-    return Checkpoint(int(state["step"]), state["steps"], list(state["history"]))
+        trials.append(("EMA", copy.deepcopy(ema), state["ema"]))
+    if optimizer is not None:
+        trials.append(("optimizer", copy.deepcopy(optimizer), state["optimizer"]))
+    if scheduler is not None and state["scheduler"] is not None:
+        trials.append(("learning-rate schedule", copy.deepcopy(scheduler), state["scheduler"]))
+    for name, trial, entry in trials:
+        try:
+            if isinstance(trial, nn.Module):
+                trial.load_state_dict(entry, strict=True)
+            else:
+                trial.load_state_dict(entry)
+        except Exception as error:  # RuntimeError, ValueError, KeyError, TypeError from torch
+            raise CheckpointError(f"checkpoint {str(path)!r} does not match the {name}: {error}") from error
+    # Everything fits: load, and restore the caller's state if anything still fails.
+    saved_before = (
+        copy.deepcopy(target.state_dict()),
+        copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None,
+        copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+        copy.deepcopy(ema.state_dict()) if ema is not None else None,
+        _rng_state(),
+    )
+    try:
+        target.load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        if restore_rng:
+            _set_rng_state(state["rng"])
+    except Exception as error:
+        model_state, optimizer_state, scheduler_state, ema_state, rng_state = saved_before
+        target.load_state_dict(model_state)
+        if optimizer is not None:
+            optimizer.load_state_dict(optimizer_state)
+        if scheduler is not None:
+            scheduler.load_state_dict(scheduler_state)
+        if ema is not None:
+            ema.load_state_dict(ema_state)
+        _set_rng_state(rng_state)
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be loaded: {error}") from error
+    return Checkpoint(state["step"], state["steps"], list(state["history"]))
+
+
+def _check_checkpoint_path(path: PathLike) -> Path:
+    """``path`` as a Path where :func:`save_checkpoint` can write, checked before training starts.
+
+    Creates the missing parent folders and writes and removes a probe file next to ``path``,
+    so an unwritable place is reported at once, not after all the training.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_path must be a str or a path, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint_path {str(path)!r} is a directory; give a file name such as 'run.pt'")
+    if world()[0] == 0:
+        probe = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(probe, "wb"):
+                pass
+            probe.unlink()
+        except OSError as error:
+            raise ValueError(f"checkpoint_path {str(path)!r} cannot be written: {error}") from error
+    return path
 
 
 # --------------------------------------------------------------------------------------
@@ -439,9 +577,20 @@ def fit(
             Under DDP every process calls it.
 
     Returns:
-        :class:`TrainResult`. A non-finite loss raises :class:`NonFiniteLossError` before it
-        changes the weights (its ``result`` holds the model, the EMA and the history of the
-        steps before); a KeyboardInterrupt stops training and returns what was trained so far.
+        :class:`TrainResult`.
+
+    Failures lose no work and never leave a half-updated model:
+
+    * a non-finite loss raises :class:`NonFiniteLossError`, and a finite loss with a NaN or
+      infinite gradient raises :class:`NonFiniteGradientError` (a subclass), both before the
+      step is applied; their ``result`` holds the model, the EMA and the history after the last
+      good step. Loss and gradient norm are read in one host sync per step.
+    * ``checkpoint_path`` is checked before the first step (not a directory, writable).
+    * a KeyboardInterrupt stops training, writes the checkpoint of the steps done when
+      ``checkpoint_path`` is given (whatever ``checkpoint_every`` is) and returns what was
+      trained so far.
+    * any other exception (from ``loss_fn``, the callback or a checkpoint write) propagates
+      with the training so far attached as its ``result`` attribute.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -462,6 +611,8 @@ def fit(
         check_positive_int(checkpoint_every, "checkpoint_every")
     if (checkpoint_every is not None or resume) and checkpoint_path is None:
         raise ValueError("checkpoint_path must be given with checkpoint_every or resume=True")
+    if checkpoint_path is not None:
+        checkpoint_path = _check_checkpoint_path(checkpoint_path)
     device = _check_device(device)
     seed_everything(seed)
     model.to(device).train()
@@ -488,19 +639,30 @@ def fit(
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, ema, step_done, steps, result.history)
 
     bar = tqdm(range(start, steps), desc=description, disable=not progress or world()[0] != 0, leave=False)
+    parameters = [p for p in model.parameters() if p.requires_grad]
     began = time.perf_counter()
     try:
         for step in bar:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=result.amp):
                 loss = loss_fn(trained, step)
-            # The one host sync of the step, before the loss can touch the weights.
-            value = _reported_loss(loss)
+            _check_loss(loss, step)
+            reported = _reported_loss(loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            # The one host sync of the step, before the loss or its gradient can touch the weights.
+            value, gradient_norm = torch.stack([reported, _gradient_norm(parameters, reported)]).tolist()
             if not math.isfinite(value):
+                optimizer.zero_grad(set_to_none=True)
                 raise NonFiniteLossError(
                     f"the loss became {value} at step {step}; lower lr or check the data for NaN", result
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if not math.isfinite(gradient_norm):
+                optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteGradientError(
+                    f"the loss {value:.4g} at step {step} is finite but its gradient norm is {gradient_norm}; "
+                    "the step was not applied (look for a sqrt, log or division at 0 in the loss)",
+                    result,
+                )
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -518,7 +680,13 @@ def fit(
     except KeyboardInterrupt:
         result.interrupted = True
         done = len(result.history)
-        warnings.warn(f"training interrupted after {done} steps; returning the model so far", stacklevel=2)
+        if checkpoint_path is not None and done > start:
+            checkpoint(done)  # the steps trained so far are on disk, whatever checkpoint_every says
+        saved = f"; the state of step {done} is in {str(checkpoint_path)!r}" if checkpoint_path is not None else ""
+        warnings.warn(f"training interrupted after {done} steps; returning the model so far{saved}", stacklevel=2)
+    except BaseException as error:
+        _attach_result(error, result)
+        raise
     finally:
         bar.close()
         result.seconds = time.perf_counter() - began
@@ -528,13 +696,39 @@ def fit(
     return result
 
 
-def _reported_loss(loss: Tensor) -> float:
-    """The loss of the step as a float; under DDP the mean over the processes (the global batch)."""
-    reported = loss.detach().to(torch.float32, copy=True)  # a copy: all_reduce works in place
+def _check_loss(loss: object, step: int) -> None:
+    """A clear error unless ``loss`` is a one-element tensor with a gradient (its metadata only: no sync)."""
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"loss_fn must return a torch.Tensor, got {type(loss).__name__} at step {step}")
+    if loss.numel() != 1:
+        raise ValueError(f"loss_fn must return a scalar loss, got shape {tuple(loss.shape)} at step {step}")
+    if not loss.requires_grad:
+        raise ValueError(
+            f"loss_fn returned a loss without a gradient at step {step} (detached, computed under "
+            "torch.no_grad(), or the model has no trainable parameters)"
+        )
+
+
+def _reported_loss(loss: Tensor) -> Tensor:
+    """The loss of the step as a float32 scalar tensor (no host sync); under DDP the mean over
+    the processes (the loss of the global batch)."""
+    reported = loss.detach().to(torch.float32, copy=True).reshape(())  # a copy: all_reduce works in place
     if is_distributed():
         dist.all_reduce(reported)
         reported /= dist.get_world_size()
-    return reported.item()
+    return reported
+
+
+def _gradient_norm(parameters: Sequence[Tensor], like: Tensor) -> Tensor:
+    """The Euclidean norm of all the gradients of ``parameters`` as a float32 scalar tensor on
+    ``like``'s device, without a host sync (0 when no parameter has a gradient). NaN or inf in
+    any gradient makes it non-finite. Under DDP the gradients are already averaged over the
+    processes by ``backward``, so every process sees the same norm."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros((), dtype=torch.float32, device=like.device)
+    norms = torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack(norms).to(torch.float32)).to(like.device)
 
 
 def _check_data(data: object, name: str = "data") -> Tensor:

@@ -33,9 +33,9 @@ def test_resuming_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     with pytest.warns(UserWarning, match="interrupted after 13 steps"):
         cut = train.fit(_model(), _loss_fn(x, interrupt_at=13), checkpoint_path=tmp_path / "cut.pt", **kw)
     assert cut.interrupted and len(cut.history) == 13
-    # Steps 10-12 are lost with the interruption; the file holds step 10.
+    # The interruption writes the checkpoint of the 13 steps done.
     resumed = train.fit(_model(), _loss_fn(x), checkpoint_path=tmp_path / "cut.pt", resume=True, **kw)
-    assert resumed.start_step == 10 and not resumed.interrupted
+    assert resumed.start_step == 13 and not resumed.interrupted
     assert resumed.history == full.history
     for a, b in zip(resumed.model.parameters(), full.model.parameters()):
         assert torch.equal(a, b)
