@@ -29,6 +29,8 @@ from ._validation import (
 )
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import ipywidgets
     from IPython.display import HTML
 
@@ -379,15 +381,31 @@ def slider_figure(
     labels = [fmt(v) for v in values]
     if len(set(labels)) != len(labels):
         raise ValueError(f"fmt must give each value a different label, got {labels}")
-    panels = [widgets.Image(value=_render_png(draw, v, size, dpi), format="png") for v in values]
-    stack = widgets.Stack(panels, selected_index=0)
+    pngs = [_render_png(draw, v, size, dpi) for v in values]
     if control == "buttons":
         chooser = widgets.ToggleButtons(options=labels, description=label)
+    else:
+        chooser = widgets.SelectionSlider(options=labels, description=label, continuous_update=True)
+    if hasattr(widgets, "Stack"):  # ipywidgets >= 8: all panels in the page, switched in the browser
+        stack = widgets.Stack([widgets.Image(value=png, format="png") for png in pngs], selected_index=0)
         widgets.jslink((chooser, "index"), (stack, "selected_index"))
         return widgets.VBox([chooser, stack])
-    slider = widgets.SelectionSlider(options=labels, description=label, continuous_update=True)
-    widgets.jslink((slider, "index"), (stack, "selected_index"))
-    return widgets.VBox([slider, stack])
+    return _kernel_switched_image(widgets, chooser, pngs)
+
+
+def _kernel_switched_image(widgets: ModuleType, chooser: ipywidgets.Widget, pngs: list[bytes]) -> ipywidgets.VBox:
+    """The fallback of :func:`slider_figure` for ipywidgets 7 (no ``Stack``; e.g. an older Colab).
+
+    One ``Image`` whose PNG the kernel swaps when the control moves: it needs a running kernel,
+    which is where ipywidgets 7 is met (the static book is built with ipywidgets 8).
+    """
+    image = widgets.Image(value=pngs[0], format="png")
+
+    def show(change: dict) -> None:
+        image.value = pngs[change["new"]]
+
+    chooser.observe(show, names="index")
+    return widgets.VBox([chooser, image])
 
 
 def path_slider(
