@@ -35,14 +35,34 @@ def test_binder_pins_are_the_books_pins_with_the_cpu_build_of_torch():
     assert book_other == [], f"requirements.txt should hold only name==version pins, found {book_other}"
     assert "torch" in book and "+" not in book["torch"]
     assert binder["torch"] == book["torch"] + "+cpu"
-    same = {k: v for k, v in binder.items() if k != "torch"}
-    assert same == {k: v for k, v in book.items() if k != "torch"}, (
-        "binder/requirements.txt and requirements.txt differ: "
-        f"only in the book {sorted(set(book) - set(binder))}, only in binder {sorted(set(binder) - set(book))}, "
-        f"other versions {sorted(k for k in set(book) & set(binder) if book[k] != binder[k] and k != 'torch')}"
-    )
-    # the CPU wheels of torch, and the book's own package from this repository
-    assert binder_other == [CPU_INDEX, "-e ."]
+    other_versions = sorted(k for k in binder if k != "torch" and binder[k] != book.get(k))
+    assert not other_versions, f"binder/requirements.txt pins other versions than the book: {other_versions}"
+    # No local path (such as "-e ."): repo2docker then installs the file before copying the repository.
+    assert binder_other == [CPU_INDEX]
+
+
+def test_binder_holds_the_readers_runtime_and_no_build_or_test_tool():
+    binder, _ = pins(ROOT / "binder" / "requirements.txt")
+    for needed in ("torch", "torchdiffeq", "numpy", "scipy", "matplotlib", "scikit-learn", "pot", "tqdm",
+                   "ipywidgets", "ipykernel"):
+        assert needed in binder, f"a reader needs {needed}"
+    tools = {"sphinx", "jupyter-book", "myst-nb", "pytest", "nbval", "playwright", "ruff", "hypothesis",
+             "jupyter-repo2docker", "docker", "coverage", "pytest-xdist"}
+    assert not tools & set(binder), f"build and test tools in Binder's image: {sorted(tools & set(binder))}"
+
+
+def test_binder_requirements_are_the_closure_of_the_runtime():
+    # Every package that the runtime packages require is pinned (the script's --check recomputes
+    # the closure from the installed metadata and compares it with the file).
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "binder_requirements.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_postbuild_installs_fmbook_without_its_dependencies():
+    post = ROOT / "binder" / "postBuild"
+    assert post.stat().st_mode & 0o111, "postBuild must be executable"
+    assert "pip install --no-cache-dir --no-deps ." in post.read_text()
 
 
 def test_binder_runtime_is_python_3_11():
@@ -69,7 +89,10 @@ def test_repo2docker_plan_uses_python_3_11_the_binder_requirements_and_installs_
     assert "python=3.11" in plan
     install = plan.find('pip install --no-cache-dir -r "binder/requirements.txt"')
     assert install > 0, "the plan does not install binder/requirements.txt"
-    # fmbook is installed from the repository (-e .): the whole repository is copied in first
+    # The requirements are installed before the repository is copied (a chapter's edit reuses that
+    # layer), and postBuild, which installs fmbook, runs after.
     copy_repo = plan.find("COPY --chown=0:0 src/ ${REPO_DIR}/")
-    assert 0 < copy_repo < install
+    assert 0 < install < copy_repo
+    post_build = plan.find("postBuild", copy_repo)
+    assert post_build > copy_repo, "postBuild does not run after the repository is copied"
     assert "requirements.txt" not in plan.replace("binder/requirements.txt", ""), "the root requirements.txt is used"
