@@ -7,6 +7,10 @@ that the build itself only renders. Each chapter runs in its own folder with one
 kernel, as in the build. A chapter whose cell fails is not cached: the build then executes it
 again and reports the error there. Exit status 1 if any chapter fails.
 
+The cache keys a chapter on its code cells only, so an edit of the package ``fmbook`` (or of
+the pinned requirements) would leave the old outputs in place. The cache therefore records a
+fingerprint of ``fmbook/**/*.py`` and ``requirements.txt``, and is emptied when it changes.
+
 With ``--recorded DIR`` a chapter that nbval has already run (``pytest --record-chapters DIR``,
 see ``conftest.py``) is cached from that run, its outputs and widget state as nbval's kernel
 produced them, provided its cells are still those of the chapter; only the others are executed.
@@ -17,6 +21,7 @@ produced them, provided its cells are still those of the chapter; only the other
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -31,6 +36,31 @@ from jupyter_cache.executors.utils import single_nb_execution
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "_build" / ".jupyter_cache"
 TIMEOUT = 900  # seconds per cell, as `execute: timeout` in _config.yml
+
+
+STAMP = "fmbook-source.sha256"  # in the cache folder: the fingerprint the cached outputs were made with
+
+
+def package_fingerprint(root: Path = ROOT) -> str:
+    """SHA-256 of the package's source files and the pinned requirements, names and contents."""
+    digest = hashlib.sha256()
+    files = sorted((root / "fmbook").rglob("*.py")) + [root / "requirements.txt"]
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def drop_stale_outputs(cache, cache_dir: Path, root: Path = ROOT) -> bool:
+    """Empty ``cache`` unless it was filled with the package as it is now; True when emptied."""
+    stamp = cache_dir / STAMP
+    current = package_fingerprint(root)
+    stale = not stamp.is_file() or stamp.read_text().strip() != current
+    if stale:
+        cache.clear_cache()
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(current + "\n")
+    return stale
 
 
 def execute(path: Path) -> tuple[Path, nbformat.NotebookNode, float, str | None]:
@@ -77,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chapters = [p.resolve() for p in args.chapters] or sorted((ROOT / "chapters").glob("*.ipynb"))
     cache = get_cache(str(CACHE))
+    if drop_stale_outputs(cache, CACHE):
+        print("fmbook or the requirements changed since the cache was filled: every chapter runs again")
     # Longest first, so that the last chapter to start is a short one: the later chapters of the
     # book train more and take longest, hence the reverse order.
     pending = [p for p in reversed(chapters) if not is_cached(cache, p)]

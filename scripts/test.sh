@@ -20,6 +20,8 @@ echo "== book build (warnings are errors)"
 "$root/scripts/offline-assets.sh"
 rm -rf _build/html
 jupyter-book build . -W --keep-going
+echo "== reader notebooks (JupyterLab, Binder, Colab), checked against the built pages"
+python "$root/scripts/reader_notebooks.py" --out "$root/_build/reader" --html "$root/_build/html"
 echo "== browser test (headless Chromium)"
 "$root/scripts/browser-test"
 echo "== all tests passed in $((SECONDS - start)) s; the book is at file://$root/_build/html/index.html"

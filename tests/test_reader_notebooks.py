@@ -1,0 +1,158 @@
+"""The reader notebooks (scripts/reader_notebooks.py): what JupyterLab, Binder and Colab show.
+
+Every chapter converts; no raw MyST and no macro of the book is left in its markdown; solutions
+are collapsed; code cells are the chapter's own; the install cell installs the commit; and a
+reader notebook runs top to bottom as it is (chapter 1, the shortest, executed here).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("reader_notebooks", ROOT / "scripts" / "reader_notebooks.py")
+reader = importlib.util.module_from_spec(spec)
+sys.modules["reader_notebooks"] = reader
+spec.loader.exec_module(reader)
+
+BOOK = reader.load_book()
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+RAW_MYST = re.compile(r"\{(prf:[a-z]+|exercise|solution-start|solution-end|cite(:[pt])?|eq|doc|ref|numref|admonition|"
+                      r"note|tip|warning|important|math)\}|^\([\w-]+\)=\s*$|^:::|^:label:|^:class:", re.M)
+
+
+@pytest.fixture(scope="module", params=BOOK.chapters)
+def converted(request):
+    page = request.param
+    return page, nbformat.read(ROOT / f"{page}.ipynb", as_version=4), reader.reader_notebook(BOOK, page, COMMIT)
+
+
+def test_the_book_has_eight_chapters_in_toc_order():
+    assert [Path(p).name[:2] for p in BOOK.chapters] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+
+
+def test_no_raw_myst_and_no_book_macro_is_left(converted):
+    page, _, nb = converted
+    macro = re.compile(r"\\(" + "|".join(map(re.escape, BOOK.macros)) + r")(?![A-Za-z])")
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        assert not RAW_MYST.search(cell.source), f"{page} cell {k}: raw MyST {RAW_MYST.search(cell.source).group(0)!r}"
+        found = macro.search(cell.source)
+        assert not found, f"{page} cell {k}: the book macro {found.group(0)!r} is not expanded"
+        assert cell.source.count("$$") % 2 == 0, f"{page} cell {k}: unbalanced display maths"
+        assert cell.source.count("<details>") == cell.source.count("</details>")
+
+
+def test_code_cells_are_the_chapters_own(converted):
+    page, source, nb = converted
+    theirs = [c for c in source.cells if c.cell_type == "code"]
+    ours = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(theirs) == len(ours)
+    for a, b in zip(theirs, ours):
+        if reader._is_install_cell(a):
+            assert f"git+https://github.com/fmbook/fmbook@{COMMIT}" in b.source
+            continue
+        if b.metadata.get("jupyter", {}).get("source_hidden"):
+            title, _, code = b.source.partition("\n")
+            assert title.startswith("#@title Solution code of ") and code == a.source
+            assert b.metadata["cellView"] == "form"
+        else:
+            assert b.source == a.source
+
+
+def test_every_solution_is_collapsed(converted):
+    page, source, nb = converted
+    statements = sum(c.source.count("{exercise}") for c in source.cells if c.cell_type == "markdown")
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert text.count("### Exercise: ") == statements
+    opened = [c.source for c in nb.cells if c.cell_type == "markdown" and "<b>Solution</b> of" in c.source]
+    all_code = text.count("in the collapsed code below")
+    assert len(opened) + all_code >= statements, f"{page}: an exercise has no collapsed solution"
+    solution_code = sum(1 for c in nb.cells if c.metadata.get("jupyter", {}).get("source_hidden"))
+    if all_code:
+        assert solution_code >= all_code
+
+
+def test_references_become_numbers_and_links():
+    nb = reader.reader_notebook(BOOK, "chapters/03_flow_matching", COMMIT)
+    text = "\n".join(c.source for c in nb.cells)
+    label = BOOK.labels["eq-marginal-velocity"]
+    assert label.kind == "equation" and re.fullmatch(r"\(\d+\)", label.text)
+    assert f"[{label.text}]({BOOK.url}chapters/03_flow_matching.html#equation-eq-marginal-velocity)" in text
+    assert f"\\tag{{{label.text.strip('()')}}}" in text
+    assert "[Sampling and evaluation](" in text  # a {ref} to a section shows the section's heading
+    assert re.search(r"\(\[Lipman et al\., 2023\]\(" + re.escape(BOOK.url), text)  # a citation
+
+
+def test_macros_are_expanded_as_whole_names():
+    macros = {"E": r"\mathbb{E}", "div": r"\operatorname{div}", "dd": r"\mathrm{d}"}
+    expanded = reader.expand_macros(r"\E[X] + \div(u) \dd t", macros)
+    assert expanded == r"\mathbb{E}[X] + \operatorname{div}(u) \mathrm{d} t"
+    assert reader.expand_macros(r"\Exp \divide \ddot x", macros) == r"\Exp \divide \ddot x"  # other commands stay
+
+
+def _one_cell_book(markdown: str):
+    converter = reader.Converter(BOOK, "chapters/03_flow_matching")
+    return reader._solution_pieces(converter.convert(markdown), converter.solution_title), converter
+
+
+def test_directives_become_headed_blocks_and_details():
+    text, converter = _one_cell_book(
+        "```{prf:theorem} Title\n:label: thm-made-up\n\nIt holds: $$a = b$$\n```\n\n"
+        "````{exercise} Try\n:label: ex-made-up\n\nDo it.\n````\n\n"
+        "```{solution-start} ex-ch3-architecture\n:class: dropdown\n```\nThe answer.\n```{solution-end}\n```\nAfter."
+    )
+    assert "**Theorem (Title).**" in text and "$$a = b$$" in text
+    assert "### Exercise: Try" in text
+    assert "<details>\n<summary><b>Solution</b> of Exercise (Network architecture)" in text
+    assert text.index("The answer.") < text.index("</details>") < text.index("After.")
+    assert not converter.in_solution
+
+
+@pytest.mark.parametrize(
+    ("markdown", "message"),
+    [
+        ("```{figure-of-speech} x\n```", "has no reader form"),
+        ("see {eq}`eq-not-a-label`", "unknown label"),
+        ("{cite:p}`nobody2099`", "not in references.bib"),
+        ("{kbd}`Ctrl`", "has no reader form"),
+        ("```{prf:theorem} Open\n:label: x\nno end", "is not closed"),
+    ],
+)
+def test_constructs_without_a_reader_form_are_errors(markdown, message):
+    with pytest.raises(reader.ReaderError, match=message):
+        _one_cell_book(markdown)
+
+
+def test_a_reader_notebook_runs_top_to_bottom(tmp_path):
+    from nbclient import NotebookClient
+
+    nb = reader.reader_notebook(BOOK, BOOK.chapters[0], COMMIT)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images, "the chapter's figures are missing"
+    json.dumps(nb)  # a valid notebook to save
+
+
+def test_equation_numbers_are_checked_against_the_built_pages(tmp_path):
+    label = BOOK.labels["eq-marginal-velocity"]
+    page = tmp_path / f"{label.page}.html"
+    page.parent.mkdir(parents=True)
+    shown = label.text.strip("()")
+    page.write_text(f'<div class="math" id="{label.anchor}">\n<span class="eqno">({shown})<a href="#">#</a></span>')
+    problems = reader.check_equation_numbers(BOOK, tmp_path)
+    assert not any("eq-marginal-velocity" in p for p in problems)
+    # Negative control: the page numbers it one more, as a book numbered otherwise would.
+    page.write_text(f'<div class="math" id="{label.anchor}">\n<span class="eqno">({int(shown) + 1})</span>')
+    assert any(f"eq-marginal-velocity is {int(shown) + 1} in the book" in p for p in reader.check_equation_numbers(
+        BOOK, tmp_path))
