@@ -390,12 +390,15 @@ class Converter:
 
 def install_source(commit: str) -> str:
     return (
-        "# On a bare runtime (Colab, for instance), install the book's package at the version this\n"
-        "# notebook was written for; where fmbook is installed already (Binder, a clone), nothing happens.\n"
+        "# On a bare runtime (Colab, for instance), install the book's package at the version\n"
+        "# this notebook was written for; where fmbook is installed already (Binder, a clone of\n"
+        "# the repository), nothing happens.\n"
         "try:\n"
         "    import fmbook  # noqa: F401\n"
         "except ImportError:\n"
-        f'    %pip install --quiet "fmbook @ git+{REPOSITORY}@{commit}"\n'
+        f'    repository = "git+{REPOSITORY}"\n'
+        f'    commit = "{commit}"\n'
+        '    %pip install --quiet "fmbook @ {repository}@{commit}"\n'
     )
 
 
@@ -424,9 +427,21 @@ def _solution_pieces(pieces: list[Piece], title: str) -> str:
     return "\n\n".join(out)
 
 
-def reader_notebook(book: Book, page: str, commit: str, root: Path = ROOT) -> nbformat.NotebookNode:
-    """The reader version of chapter ``page`` (e.g. 'chapters/03_flow_matching')."""
+def reader_notebook(
+    book: Book, page: str, commit: str, root: Path = ROOT, executed: Path | None = None
+) -> nbformat.NotebookNode:
+    """The reader version of chapter ``page`` (e.g. 'chapters/03_flow_matching').
+
+    With ``executed``, a folder of executed copies of the chapters (nbval's recorded runs), the
+    copy of that name is converted instead, outputs and widget state included; its cells must be
+    the chapter's.
+    """
     source = nbformat.read(root / f"{page}.ipynb", as_version=4)
+    if executed is not None:
+        ran = nbformat.read(executed / f"{Path(page).name}.ipynb", as_version=4)
+        if [(c.cell_type, c.source) for c in ran.cells] != [(c.cell_type, c.source) for c in source.cells]:
+            raise ReaderError(f"{page}: the executed copy in {executed} is not of the chapter as it is now")
+        source = ran
     nb = copy.deepcopy(source)
     converter = Converter(book, page)
     cells = []
@@ -460,11 +475,11 @@ def current_commit(root: Path = ROOT) -> str:
     return done.stdout.strip()
 
 
-def write_all(out: Path, commit: str, root: Path = ROOT) -> list[Path]:
+def write_all(out: Path, commit: str, root: Path = ROOT, executed: Path | None = None) -> list[Path]:
     book = load_book(root)
     written = []
     for page in book.chapters:
-        nb = reader_notebook(book, page, commit, root)
+        nb = reader_notebook(book, page, commit, root, executed)
         path = out / f"{page}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, path)
@@ -494,9 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", default=None, help="the commit to install fmbook from (default: HEAD)")
     parser.add_argument("--html", type=Path, default=None,
                         help="the built book: serve the reader notebooks from its download buttons, check equations")
+    parser.add_argument("--executed", type=Path, default=None,
+                        help="convert these executed copies of the chapters instead (outputs kept), for tests")
     args = parser.parse_args(argv)
     commit = args.commit or current_commit()
-    written = write_all(args.out, commit)
+    written = write_all(args.out, commit, executed=args.executed)
     print(f"wrote {len(written)} reader notebooks to {args.out} (fmbook at {commit[:12]})")
     if args.html is not None:
         book = load_book()

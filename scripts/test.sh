@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the book: lint, the unit tests of fmbook, every chapter under nbval,
-# the book build with warnings as errors, and the built book read in headless Chromium.
+# the book build with warnings as errors, the built book read in headless Chromium, and the
+# reader notebooks (what Binder, Colab and JupyterLab show) opened in JupyterLab.
 # Each chapter is executed once: nbval's run of it, outputs and widget state included, is
 # recorded (conftest.py) and handed to the build through its execution cache; a chapter that
 # nbval did not record is executed again for the build.
@@ -24,4 +25,6 @@ echo "== reader notebooks (JupyterLab, Binder, Colab), checked against the built
 python "$root/scripts/reader_notebooks.py" --out "$root/_build/reader" --html "$root/_build/html"
 echo "== browser test (headless Chromium)"
 "$root/scripts/browser-test"
+echo "== the reader notebooks in JupyterLab (headless Chromium)"
+python "$root/scripts/jupyterlab_test.py" --executed "$recorded"
 echo "== all tests passed in $((SECONDS - start)) s; the book is at file://$root/_build/html/index.html"

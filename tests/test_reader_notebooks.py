@@ -58,7 +58,7 @@ def test_code_cells_are_the_chapters_own(converted):
     assert len(theirs) == len(ours)
     for a, b in zip(theirs, ours):
         if reader._is_install_cell(a):
-            assert f"git+https://github.com/fmbook/fmbook@{COMMIT}" in b.source
+            assert f'commit = "{COMMIT}"' in b.source and '"fmbook @ {repository}@{commit}"' in b.source
             continue
         if b.metadata.get("jupyter", {}).get("source_hidden"):
             title, _, code = b.source.partition("\n")
