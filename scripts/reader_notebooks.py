@@ -522,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(problems), file=sys.stderr)
             return 1
         for path in written:
+            page_html = (args.html / path.relative_to(args.out)).with_suffix(".html")
+            link = f"_sources/{path.relative_to(args.out).as_posix()}"
+            if link not in page_html.read_text(encoding="utf-8"):
+                print(f"{page_html} has no download button for {link}", file=sys.stderr)
+                return 1
             served = args.html / "_sources" / path.relative_to(args.out)
             served.parent.mkdir(parents=True, exist_ok=True)
             served.write_bytes(path.read_bytes())
