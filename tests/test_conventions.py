@@ -150,6 +150,32 @@ def test_song_ve_kernel_and_noise_scale_against_the_book_ve_scheduler():
     assert abs(std[-1].item() - ve.sigma_t[-1].item()) > 0.009
 
 
+def test_lipman_vp_and_ve_fields_in_their_notation_alpha_and_sigma_at_one_minus_t():
+    """Lipman et al. (2022), eqs. of the VP and VE paths: alpha_s and sigma_s of the diffusion literature
+    evaluated at s = 1 - t, with ' the derivative in s (here by central differences)."""
+    x = torch.randn(50, 2, generator=_gen(31), dtype=F64)
+    x1 = torch.randn(50, 2, generator=_gen(32), dtype=F64)
+    t = torch.rand(50, generator=_gen(33), dtype=F64) * 0.9 + 0.05
+    s, h = 1 - t, 1e-6
+
+    def alpha(r):
+        return conventions.song_vp_kernel(r)[0][:, None]
+
+    d_alpha = (alpha(s + h) - alpha(s - h)) / (2 * h)
+    theirs = d_alpha / (1 - alpha(s) ** 2) * (alpha(s) * x - x1)
+    assert torch.allclose(theirs, paths.conditional_velocity(x, x1, t, paths.VPScheduler()), rtol=1e-6, atol=1e-8)
+
+    def sigma(r):
+        return conventions.song_ve_noise_scale(r)[:, None]
+
+    d_sigma = (sigma(s + h) - sigma(s - h)) / (2 * h)
+    theirs_ve = -d_sigma / sigma(s) * (x - x1)
+    assert torch.allclose(theirs_ve, paths.conditional_velocity(x, x1, t, paths.VEScheduler()), rtol=1e-6, atol=1e-8)
+    # control: alpha_t read at the book's t instead of 1 - t
+    wrong = (alpha(t + h) - alpha(t - h)) / (2 * h) / (1 - alpha(t) ** 2) * (alpha(t) * x - x1)
+    assert (wrong - paths.conditional_velocity(x, x1, t, paths.VPScheduler())).abs().max().item() > 1.0
+
+
 @pytest.mark.parametrize(
     "scheduler", [paths.VPScheduler(), paths.VEScheduler(), paths.CosineScheduler(), paths.CondOTScheduler()],
     ids=repr,
