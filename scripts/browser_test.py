@@ -16,6 +16,7 @@ blocked and recorded. For every page it checks that
   slider linked to a stack of pictures changes the picture without a kernel;
 * exercise solutions are hidden until their button is clicked, and shown after;
 * every file the page asks its server for exists (no 404);
+* its footer names the version of fmbook and the commit the book was built from;
 * the page asked for nothing from another host, when ``_static/SOURCE`` says that the
   offline assets came from npm (with the CDN fallback, the maths and widgets need it).
 
@@ -229,6 +230,10 @@ def check_page(page: Page, url: str, report: PageReport, expect_offline: bool, s
     cell_errors = page.evaluate(CELL_ERRORS)
     report.check(not cell_errors, f"cells: {len(cell_errors)} output(s) show an error: {cell_errors[:2]}")
     check_solutions(page, report)
+    version = page.evaluate("() => (document.querySelector('.fmbook-version') || {}).textContent || ''")
+    report.check(bool(re.fullmatch(r"fmbook \d+\.\d+\.\d+\S*, commit [0-9a-f]{12}( \+ local changes)?|"
+                                   r"fmbook \d+\.\d+\.\d+\S*, commit \S+", version.strip())),
+                 f"footer: no 'fmbook <version>, commit <hash>' line (found {version.strip()!r})")
 
     report.check(not missing, f"files: the page asked for missing files: {missing[:3]}")
     unexpected = [e for e in errors if not any(k in e for k in KNOWN_PAGE_ERRORS)]

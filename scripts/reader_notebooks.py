@@ -393,6 +393,7 @@ def install_source(commit: str) -> str:
         "# On a bare runtime (Colab, for instance), install the book's package at the version\n"
         "# this notebook was written for; where fmbook is installed already (Binder, a clone of\n"
         "# the repository), nothing happens.\n"
+        f"# This notebook: fmbook {fmbook_version()}, commit {commit[:12]}.\n"
         "try:\n"
         "    import fmbook  # noqa: F401\n"
         "except ImportError:\n"
@@ -400,6 +401,10 @@ def install_source(commit: str) -> str:
         f'    commit = "{commit}"\n'
         '    %pip install --quiet "fmbook @ {repository}@{commit}"\n'
     )
+
+
+def fmbook_version(root: Path = ROOT) -> str:
+    return re.search(r'^__version__ = "([^"]+)"', (root / "fmbook" / "__init__.py").read_text(), re.M).group(1)
 
 
 def _is_install_cell(cell: nbformat.NotebookNode) -> bool:
