@@ -20,7 +20,7 @@ import torch
 from sklearn.datasets import make_moons
 from torch import Tensor
 
-from ._validation import check_batch, check_positive_float, check_positive_int, check_unit_interval
+from ._validation import check_batch, check_positive_float, check_positive_int, check_tensor, check_unit_interval
 
 Sampler = Callable[..., Tensor]
 
@@ -211,7 +211,17 @@ class DigitsSplit:
 
 
 def digits_to_unit_range(pixels: Tensor) -> Tensor:
-    """Map scikit-learn's pixel values in [0, 16] to [-1, 1]: ``x / 8 - 1``."""
+    """Map scikit-learn's pixel values in [0, 16] to [-1, 1]: ``x / 8 - 1``.
+
+    Raises a ValueError for values outside [0, 16] (e.g. 8-bit pixels in [0, 255]) or NaN,
+    which would otherwise give images outside [-1, 1] without a word.
+    """
+    pixels = check_tensor(pixels, "pixels")  # a float tensor without NaN or inf
+    if pixels.numel() and not (pixels.min() >= 0 and pixels.max() <= DIGITS_MAX_VALUE):
+        raise ValueError(
+            f"pixels must be scikit-learn's digit values in [0, {DIGITS_MAX_VALUE:g}], got values in "
+            f"[{pixels.min().item():g}, {pixels.max().item():g}] (8-bit images: divide by 255 and multiply by 16)"
+        )
     return pixels / (DIGITS_MAX_VALUE / 2) - 1.0
 
 

@@ -233,6 +233,8 @@ def init_distributed(backend: str | None = None, device: str | None = None) -> D
     """
     if device is not None and device not in ("cuda", "mps", "cpu"):
         raise ValueError(f"device must be 'cuda', 'mps', 'cpu' or None (automatic), got {device!r}")
+    if device is not None:
+        _check_device(device)  # 'cuda' without CUDA, or 'mps' without MPS: a clear error, not a context
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not launched and not is_distributed():
         return DistributedContext(0, 1, 0, default_device() if device is None else torch.device(device))
@@ -952,6 +954,17 @@ def guided_velocity(model: nn.Module, c: Tensor, guidance_scale: float = 1.0) ->
 
 
 @torch.no_grad()
+def _check_sample_shape(shape: object) -> tuple[int, ...]:
+    """``shape`` (the shape of one sample) as a tuple of ints >= 1; a TypeError or ValueError naming it."""
+    if isinstance(shape, (str, bytes, Tensor)) or not isinstance(shape, Sequence):
+        raise TypeError(f"shape must be a sequence of ints, the shape of one sample such as (1, 8, 8), got {shape!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
+        raise TypeError(f"shape must hold ints, got {tuple(shape)!r}")
+    if not shape or min(shape) < 1:
+        raise ValueError(f"shape must be a non-empty shape of sizes >= 1, got {tuple(shape)!r}")
+    return tuple(shape)
+
+
 def sample_with_guidance(
     model: nn.Module,
     c: Tensor,
@@ -989,7 +1002,7 @@ def sample_with_guidance(
             raise ValueError("model must have num_classes to be sampled with class labels")
         check_labels(c, int(num_classes), c.shape[0], name="c")
     c = c.to(device)
-    shape = tuple(int(s) for s in shape)
+    shape = _check_sample_shape(shape)
     if x0 is None:
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         x0 = torch.randn((c.shape[0], *shape), generator=g).to(device)
