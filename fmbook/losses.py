@@ -97,7 +97,7 @@ log_cosh = Bregman(
     "log-cosh",
     lambda x: (torch.nn.functional.softplus(2 * x) - x - torch.log(torch.tensor(2.0, dtype=x.dtype))).sum(1),
     torch.tanh,
-    lambda x: torch.diag_embed(1 - torch.tanh(x) ** 2),
+    lambda x: torch.diag_embed(torch.cosh(x) ** -2),  # sech^2, without the cancellation of 1 - tanh^2
 )
 
 
