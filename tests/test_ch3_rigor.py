@@ -177,3 +177,16 @@ def test_gaussian_marginal_velocity_solves_the_continuity_equation():
         assert abs(residual) < 1e-12 and abs(wrong) > 1e-3
     with pytest.raises(ValueError, match="std must be a positive"):
         paths.gaussian_marginal_velocity(torch.zeros(2, 1), 0.5, 0.0, 0.0)
+
+
+def test_new_path_functions_name_bad_arguments():
+    from fmbook import paths
+
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, dim\)"):
+        paths.marginal_velocity_jacobian(torch.zeros(3), 0.5, torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="t must lie in"):
+        paths.marginal_velocity_jacobian(torch.zeros(3, 2), 1.5, torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="data must have 2 columns"):
+        paths.marginal_velocity_jacobian(torch.zeros(3, 2), 0.5, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="mean must be a float or have shape"):
+        paths.gaussian_marginal_velocity(torch.zeros(3, 2), 0.5, torch.zeros(3), 1.0)
