@@ -9,11 +9,14 @@ an affine path,
 
 with :math:`t \sim U[0, 1]` and :math:`D` the squared Euclidean distance or, more generally,
 any Bregman divergence :math:`D_\phi(a, b) = \phi(a) - \phi(b) - \langle \nabla\phi(b), a - b\rangle`.
-For these, the gradient of the CFM loss equals the gradient of the marginal FM loss.
+For these, the gradient of the CFM loss equals the gradient of the marginal FM loss: the gradient in
+the prediction, :math:`\nabla_b D_\phi(a, b) = \nabla^2\phi(b)\,(b - a)`, is affine in the target
+``a`` (:meth:`Bregman.gradient_in_b`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,29 +51,53 @@ class Bregman:
     r"""The Bregman divergence :math:`D_\phi(a, b) = \phi(a) - \phi(b) - \langle\nabla\phi(b), a - b\rangle`.
 
     ``phi`` maps ``(B, n)`` to ``(B,)`` and must be strictly convex; ``grad_phi`` is its
-    gradient ``(B, n) -> (B, n)``. Calling the divergence on ``a, b`` of shape ``(B, ...)``
-    returns ``(B,)``. The target goes first: the divergence is affine in ``a``, which is what
-    makes the conditional loss have the gradient of the marginal one.
+    gradient ``(B, n) -> (B, n)``; ``hess_phi`` (optional) its Hessian ``(B, n) -> (B, n, n)``.
+    Calling the divergence on ``a, b`` of shape ``(B, ...)`` returns ``(B,)``.
+
+    The target goes first. The divergence is *not* affine in ``a`` (``||a - b||^2`` is
+    quadratic in ``a``); what is affine in ``a`` is :math:`D_\phi(a, b) - \phi(a)`, and
+    equivalently the gradient in the prediction,
+    :math:`\nabla_b D_\phi(a, b) = \nabla^2\phi(b)\,(b - a)` (:meth:`gradient_in_b`). That is
+    what makes the conditional loss have the gradient of the marginal one.
     """
 
     name: str
     phi: Callable[[Tensor], Tensor]
     grad_phi: Callable[[Tensor], Tensor]
+    hess_phi: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         _check_pair(a, b)
         a, b = _flat(a), _flat(b)
         return self.phi(a) - self.phi(b) - (self.grad_phi(b) * (a - b)).sum(dim=1)
 
+    def gradient_in_b(self, a: Tensor, b: Tensor) -> Tensor:
+        r"""The gradient of the divergence in its second argument, :math:`\nabla^2\phi(b)\,(b - a)`.
+
+        Per sample: row ``i`` is :math:`\nabla_{b_i} D_\phi(a_i, b_i)`. Shapes: ``a`` and ``b``
+        ``(B, ...)``; returns ``(B, ...)``. Needs ``hess_phi``.
+        """
+        if self.hess_phi is None:
+            raise ValueError(f"hess_phi is None: the Bregman divergence {self.name!r} has no Hessian to use")
+        _check_pair(a, b)
+        a_flat, b_flat = _flat(a), _flat(b)
+        return (self.hess_phi(b_flat) @ (b_flat - a_flat)[:, :, None])[:, :, 0].reshape(b.shape)
+
 
 #: phi(x) = ||x||^2 gives D(a, b) = ||a - b||^2, the loss of the book's main text.
-squared_euclidean = Bregman("squared Euclidean", lambda x: (x**2).sum(1), lambda x: 2 * x)
+squared_euclidean = Bregman(
+    "squared Euclidean",
+    lambda x: (x**2).sum(1),
+    lambda x: 2 * x,
+    lambda x: 2 * torch.eye(x.shape[1], dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1),
+)
 
 #: phi(x) = sum_i log cosh(x_i): quadratic near 0 and linear far away (robust to outliers).
 log_cosh = Bregman(
     "log-cosh",
     lambda x: (torch.nn.functional.softplus(2 * x) - x - torch.log(torch.tensor(2.0, dtype=x.dtype))).sum(1),
     torch.tanh,
+    lambda x: torch.diag_embed(torch.cosh(x) ** -2),  # sech^2, without the cancellation of 1 - tanh^2
 )
 
 
@@ -78,6 +105,19 @@ def l1_distance(a: Tensor, b: Tensor) -> Tensor:
     """:math:`\\|a - b\\|_1` per sample, ``(B,)``. Not a Bregman divergence: its minimiser is a median."""
     _check_pair(a, b)
     return (_flat(a) - _flat(b)).abs().sum(dim=1)
+
+
+def log_cosh_distance(a: Tensor, b: Tensor) -> Tensor:
+    r""":math:`\sum_i \log\cosh(a_i - b_i)` per sample, ``(B,)``: smooth, but not a Bregman divergence.
+
+    Shapes: ``a`` and ``b`` ``(B, ...)``. Its gradient in ``b``, :math:`-\tanh(a - b)`, is not
+    affine in ``a``, so the minimiser over ``b`` of :math:`\mathbb E\,\log\cosh(A - b)` is not the mean
+    of ``A`` in general (compare :data:`log_cosh`, the Bregman divergence of
+    :math:`\phi(x) = \sum_i \log\cosh x_i`, whose minimiser is the mean).
+    """
+    _check_pair(a, b)
+    d = _flat(a) - _flat(b)
+    return (torch.nn.functional.softplus(2 * d) - d - math.log(2.0)).sum(dim=1)
 
 
 def cfm_loss(

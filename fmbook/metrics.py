@@ -4,6 +4,7 @@ r"""Distances between two sets of samples, and their noise floors.
   :math:`\theta` of :math:`W_2^2` between the projections :math:`\langle x, \theta\rangle`.
   In 1-D, :math:`W_2` is the :math:`L^2` distance between quantile functions, so sorting does it.
 * :func:`exact_w2`: the 2-Wasserstein distance by exact optimal transport (POT).
+* :func:`flow_w2_bound`: how far from the data a flow can land, given its flow-matching loss.
 * :func:`mmd_rbf`: the maximum mean discrepancy with a Gaussian (RBF) kernel.
 * :func:`noise_floor`: a metric between two independent draws of the same data set, i.e.
   the value a perfect model would get with the same number of samples.
@@ -91,6 +92,26 @@ def exact_w2(a: Tensor, b: Tensor) -> float:
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
     value = ot.emd2(wa, wb, cost.numpy(), numItermax=10_000_000)
     return float(math.sqrt(max(float(value), 0.0)))
+
+
+def flow_w2_bound(fm_loss: float, lipschitz: float) -> float:
+    r"""The Gronwall bound on :math:`W_2` between the law a learned flow reaches and the data.
+
+    If the marginal velocity :math:`u_t` carries :math:`X_0 \sim P` to :math:`X_1 \sim Q`, and the
+    learned field :math:`v_t` is :math:`L`-Lipschitz in :math:`x` for every :math:`t \in [0, 1]`, its flow
+    from the same :math:`X_0` ends at a law :math:`\hat Q` with
+
+    .. math:: W_2(\hat Q, Q)^2 \le \frac{e^{2L} - 1}{2L}\, \mathcal L_{\mathrm{FM}},
+              \qquad \mathcal L_{\mathrm{FM}} = \int_0^1 \mathbb E\,\lVert v_t(X_t) - u_t(X_t)\rVert^2\, dt
+
+    (the factor tends to 1 as :math:`L \to 0`). Returns the right side's square root.
+    ``fm_loss`` and ``lipschitz`` are non-negative floats.
+    """
+    for name, value in (("fm_loss", fm_loss), ("lipschitz", lipschitz)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    factor = 1.0 if lipschitz == 0 else math.expm1(2 * lipschitz) / (2 * lipschitz)
+    return math.sqrt(factor * fm_loss)
 
 
 def median_bandwidth(a: Tensor, b: Tensor) -> float:

@@ -619,6 +619,65 @@ def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
     return velocity_from_x1(x1_hat, x, t, scheduler)
 
 
+def marginal_velocity_jacobian(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
+    r"""The Jacobian :math:`\nabla_x u_t(x)` of :func:`marginal_velocity`, in closed form.
+
+    With the posterior weights :math:`w_i(x)` of the data points and their weighted covariance
+    :math:`\mathrm{Cov}_w = \sum_i w_i z_i z_i^\top - \hat x_1 \hat x_1^\top`
+    (:math:`\hat x_1 = \sum_i w_i z_i`), differentiating the softmax gives
+    :math:`\nabla_x \hat x_1 = (\alpha_t / \sigma_t^2)\, \mathrm{Cov}_w`, hence
+
+    .. math:: \nabla_x u_t(x) = \frac{\dot\sigma_t}{\sigma_t} I
+              + \Big(\dot\alpha_t - \frac{\dot\sigma_t \alpha_t}{\sigma_t}\Big)
+              \frac{\alpha_t}{\sigma_t^2}\, \mathrm{Cov}_w,
+
+    for CondOT :math:`\big(t\, \mathrm{Cov}_w / (1 - t)^2 - I\big) / (1 - t)`: a contraction at
+    rate :math:`1/(1 - t)` where the posterior sits on one data point, and an expansion of order
+    :math:`(1 - t)^{-3}` where it is split between several. Shapes: ``x`` ``(B, d)``, ``t`` a float
+    or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d, d)``. ``sigma_t`` is clamped at
+    :data:`SIGMA_FLOOR`.
+    """
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
+    x = check_points(x, "x")
+    data = check_points(data, "data", dim=x.shape[1])
+    t = as_time(t, x.shape[0], x)
+    data = data.to(x)
+    covariances = []
+    for xs, ts in _row_blocks(x, t, data):
+        w = torch.softmax(_posterior_log_weights(xs, ts, data, scheduler)[0], dim=1)
+        mean = w @ data
+        covariances.append(torch.einsum("bn,ni,nj->bij", w, data, data) - mean[:, :, None] * mean[:, None, :])
+    cov = torch.cat(covariances)
+    a, s, da, ds = (c[:, None, None] for c in scheduler.coefficients(t))
+    s = s.clamp_min(SIGMA_FLOOR)
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    return (ds / s) * eye + (da - ds * a / s) * (a / s**2) * cov
+
+
+def gaussian_marginal_velocity(x: Tensor, t: TimeLike, mean: Tensor | float, std: float) -> Tensor:
+    r"""The marginal velocity of the linear path from :math:`\mathcal N(0, I)` to :math:`\mathcal N(m, s^2 I)`.
+
+    For the independent coupling, :math:`X_t = t X_1 + (1 - t) X_0` is Gaussian with mean :math:`t m`
+    and variance :math:`\sigma_t^2 = (1 - t)^2 + t^2 s^2`, jointly Gaussian with :math:`X_1 - X_0`, so
+    the conditional expectation is the linear regression
+
+    .. math:: u_t(x) = \mathbb E[X_1 - X_0 \mid X_t = x] = m + \frac{t s^2 - (1 - t)}{\sigma_t^2}\,(x - t m).
+
+    Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``mean`` a float or ``(d,)``, ``std`` a
+    positive float; returns ``(B, d)``. Finite on all of [0, 1] (:math:`\sigma_t^2 > 0`).
+    """
+    x = check_points(x, "x")
+    t = as_time(t, x.shape[0], x)
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
+        raise ValueError(f"std must be a positive finite number, got {std!r}")
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
+    if mean.ndim > 1 or (mean.ndim == 1 and mean.shape[0] != x.shape[1]):
+        raise ValueError(f"mean must be a float or have shape ({x.shape[1]},), got {tuple(mean.shape)}")
+    t = t[:, None]
+    variance = (1 - t) ** 2 + t**2 * std**2
+    return mean + (t * std**2 - (1 - t)) / variance * (x - t * mean)
+
+
 def marginal_score(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact marginal score :math:`\nabla_x \log p_t(x) = -(x - \alpha_t E[X_1 \mid x]) / \sigma_t^2`.
 
