@@ -16,6 +16,7 @@ blocked and recorded. For every page it checks that
   slider linked to a stack of pictures changes the picture without a kernel;
 * exercise solutions are hidden until their button is clicked, and shown after;
 * every file the page asks its server for exists (no 404);
+* the lines a cell prints share one output box;
 * its footer names the version of fmbook and the commit the book was built from;
 * the page asked for nothing from another host, when ``_static/SOURCE`` says that the
   offline assets came from npm (with the CDN fallback, the maths and widgets need it).
@@ -143,6 +144,18 @@ CELL_ERRORS = """() => {
   return bad.concat(tracebacks).map(e => e.innerText.slice(0, 200));
 }"""
 
+SPLIT_STREAMS = """() => {
+  // printed lines of one cell must share one box: two stream outputs side by side are a split stream
+  const split = [];
+  for (const out of document.querySelectorAll(".cell_output")) {
+    const kids = Array.from(out.children);
+    for (let i = 1; i < kids.length; i++)
+      if (kids[i].classList.contains("stream") && kids[i - 1].classList.contains("stream"))
+        split.push(kids[i].innerText.slice(0, 80));
+  }
+  return split;
+}"""
+
 WIDGETS = """async () => {
   const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
   if (!views.length) return {views: 0, rendered: 0};
@@ -230,6 +243,8 @@ def check_page(page: Page, url: str, report: PageReport, expect_offline: bool, s
     cell_errors = page.evaluate(CELL_ERRORS)
     report.check(not cell_errors, f"cells: {len(cell_errors)} output(s) show an error: {cell_errors[:2]}")
     check_solutions(page, report)
+    split = page.evaluate(SPLIT_STREAMS)
+    report.check(not split, f"outputs: {len(split)} printed line(s) in a box of their own: {split[:2]}")
     version = page.evaluate("() => (document.querySelector('.fmbook-version') || {}).textContent || ''")
     report.check(bool(re.fullmatch(r"fmbook \d+\.\d+\.\d+\S*, commit [0-9a-f]{12}( \+ local changes)?|"
                                    r"fmbook \d+\.\d+\.\d+\S*, commit \S+", version.strip())),
