@@ -181,6 +181,86 @@ def plot_path_histograms(
     return fig
 
 
+def image_grid_array(images: Tensor, rows: int, gap: int = 1, fill: float = float("nan")) -> np.ndarray:
+    """Tile images ``(rows * cols, C, h, w)`` (C = 1) row by row into one array with gaps.
+
+    Image ``k`` goes to row ``k // cols``, column ``k % cols``; between neighbours there are
+    ``gap`` pixels of ``fill`` (NaN: drawn as the background by :func:`plot_image_grid`).
+
+    Returns:
+        An array of shape ``(rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap)``.
+    """
+    images = check_tensor(images, "images")
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must have shape (N, 1, h, w), got {tuple(images.shape)}")
+    check_positive_int(rows, "rows")
+    check_positive_int(gap, "gap", minimum=0)
+    n, _, h, w = images.shape
+    if n % rows:
+        raise ValueError(f"the {n} images do not fill {rows} rows: give a multiple of rows")
+    cols = n // rows
+    out = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap), fill)
+    pixels = _np(images)[:, 0]
+    for k in range(n):
+        r, c = divmod(k, cols)
+        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = pixels[k]
+    return out
+
+
+def plot_image_grid(
+    images: Tensor,
+    rows: int,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    ax: Axes | None = None,
+    pixel: float = 0.06,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+) -> Axes:
+    """Small grey-scale images (digits) as one grid: square pixels, a gap between images, labels.
+
+    Args:
+        images: ``(rows * cols, 1, h, w)`` in ``value_range``, placed row by row.
+        rows: the number of rows.
+        row_labels, col_labels: optional names of the rows (left) and columns (top), e.g.
+            ``["input", "sample", "original"]`` for a super-resolution figure.
+        title: the title above the grid.
+        ax: the axes to draw on; a new figure sized so that each pixel is ``pixel`` inches square
+            when None.
+        value_range: the values drawn white and black.
+
+    Returns:
+        The axes.
+    """
+    grid = image_grid_array(images, rows)
+    cols = images.shape[0] // rows
+    h, w = images.shape[2:]
+    for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
+        if labels is not None and len(labels) != count:
+            raise ValueError(f"{name} must have {count} entries, got {len(labels)}")
+    check_positive_float(pixel, "pixel")
+    if ax is None:
+        ax = plt.subplots(figsize=(grid.shape[1] * pixel + 0.6, grid.shape[0] * pixel + 0.4))[1]
+    ax = _axes(ax)
+    cmap = plt.get_cmap("gray_r").copy()
+    cmap.set_bad("white")
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=value_range[0], vmax=value_range[1],
+              interpolation="nearest", aspect="equal")
+    ax.set_xticks([c * (w + 1) + (w - 1) / 2 for c in range(cols)] if col_labels is not None else [])
+    ax.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(rows)] if row_labels is not None else [])
+    if col_labels is not None:
+        ax.set_xticklabels(col_labels)
+        ax.xaxis.tick_top()
+    if row_labels is not None:
+        ax.set_yticklabels(row_labels)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, pad=14 if col_labels is not None else 6)
+    return ax
+
+
 # --------------------------------------------------------------------------- animations and widgets
 
 

@@ -7,6 +7,7 @@ import re
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 from IPython.display import HTML
@@ -176,3 +177,28 @@ def test_png_panels_decode():
     box = viz.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=50)
     png = bytes(image_panels(box)[0].value)
     assert base64.b64encode(png)  # a plain PNG that the saved state can carry
+
+
+def test_image_grid_places_each_image_row_by_row_with_gaps():
+    images = torch.arange(6 * 4, dtype=torch.float32).reshape(6, 1, 2, 2)
+    grid = viz.image_grid_array(images, rows=2, gap=1)
+    assert grid.shape == (2 * 2 + 1, 3 * 2 + 2)
+    for k in range(6):
+        r, c = divmod(k, 3)
+        assert np.array_equal(grid[r * 3: r * 3 + 2, c * 3: c * 3 + 2], images[k, 0].numpy())
+    assert np.isnan(grid[2]).all() and np.isnan(grid[:, 2]).all()  # the gaps
+    # Negative control: column-major placement (the bug of a wrong permute) puts image 1 elsewhere.
+    assert not np.array_equal(grid[3:5, 0:2], images[1, 0].numpy())
+
+
+def test_plot_image_grid_has_square_pixels_and_labels():
+    images = torch.rand(6, 1, 8, 8) * 2 - 1
+    ax = viz.plot_image_grid(images, rows=2, row_labels=["a", "b"], col_labels=["input", "sample", "original"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["input", "sample", "original"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert ax.get_aspect() == 1.0
+    with pytest.raises(ValueError, match="col_labels must have 3 entries"):
+        viz.plot_image_grid(images, rows=2, col_labels=["x"])
+    with pytest.raises(ValueError, match="do not fill 4 rows"):
+        viz.plot_image_grid(images, rows=4)
+    plt.close("all")
