@@ -1,0 +1,114 @@
+"""Tests of the functions added for the rigor pass of chapters 1 and 2, against closed forms,
+quadrature, autograd and Monte Carlo, each with a deliberately wrong variant that must fail."""
+
+import pytest
+import torch
+
+from fmbook.likelihood import (
+    AffineGaussianFlow,
+    continuity_residual,
+    divergence_free_perturbation,
+    gaussian_log_prob,
+    weak_continuity_sides,
+)
+from fmbook.paths import marginal_log_density, marginal_score, marginal_velocity
+from fmbook.solvers import solve_ode
+
+D64 = torch.float64
+
+
+def _affine():
+    return AffineGaussianFlow(torch.tensor([1.0, -0.5], dtype=D64), torch.tensor([[0.7, 0.0], [0.4, 1.3]], dtype=D64))
+
+
+def _grid(half_width=10.0, n=301):
+    side = torch.linspace(-half_width, half_width, n, dtype=D64)
+    nodes = torch.stack(torch.meshgrid(side, side, indexing="xy"), -1).reshape(-1, 2)
+    return nodes, torch.full((len(nodes),), float(side[1] - side[0]) ** 2, dtype=D64)
+
+
+def _moments(x):
+    """f(x) = (x1, x2, |x|^2): their expectations under the affine path are known in closed form."""
+    return torch.cat([x, (x**2).sum(1, keepdim=True)], dim=1)
+
+
+def test_weak_continuity_sides_match_the_closed_form_moments_of_the_affine_path():
+    flow = _affine()
+    nodes, weights = _grid()
+    t = 0.4
+    lhs, rhs = weak_continuity_sides(_moments, flow.log_prob, flow, nodes, weights, t)
+    # E X_t = t m and E |X_t|^2 = t^2 |m|^2 + |M_t|_F^2, so their derivatives are m and 2t|m|^2 + 2 tr(M_t (L - I)^T)
+    m, big_l = flow.mean, flow.scale_tril
+    m_t = flow.matrix(torch.tensor([t], dtype=D64))[0]
+    expected = torch.cat([m, (2 * t * m @ m + 2 * torch.trace(m_t @ (big_l - torch.eye(2, dtype=D64)).T))[None]])
+    torch.testing.assert_close(lhs, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(rhs, expected, atol=1e-6, rtol=0)
+    # negative control: the velocity with the wrong sign fails the right side
+    _, wrong = weak_continuity_sides(_moments, flow.log_prob, lambda x, s: -flow(x, s), nodes, weights, t)
+    assert (wrong - expected).abs().max() > 0.5
+
+
+def test_weak_continuity_sides_reject_bad_arguments():
+    flow = _affine()
+    nodes, weights = _grid(n=11)
+    with pytest.raises(ValueError, match="weights"):
+        weak_continuity_sides(_moments, flow.log_prob, flow, nodes, weights[:-1], 0.5)
+    with pytest.raises(ValueError, match="t must"):
+        weak_continuity_sides(_moments, flow.log_prob, flow, nodes, weights, 1.0)
+    with pytest.raises(ValueError, match="test_function"):
+        weak_continuity_sides(lambda x: x.sum(1), flow.log_prob, flow, nodes, weights, 0.5)
+    with pytest.raises(ValueError, match="dt"):
+        weak_continuity_sides(_moments, flow.log_prob, flow, nodes, weights, 0.5, dt=0.0)
+
+
+def _plane(n=21, half_width=3.0):
+    side = torch.linspace(-half_width, half_width, n, dtype=D64)
+    return torch.stack(torch.meshgrid(side, side, indexing="xy"), -1).reshape(-1, 2)
+
+
+def test_a_rotation_and_zero_generate_the_same_constant_gaussian_path():
+    std_log_p = lambda x, t: gaussian_log_prob(x)  # noqa: E731  (constant in t)
+    rotation = torch.tensor([[0.0, -2.0], [2.0, 0.0]], dtype=D64)
+    for matrix in (torch.zeros(2, 2, dtype=D64), rotation):
+        res = continuity_residual(std_log_p, lambda x, t, m=matrix: x @ m.T, _plane(), 0.5)
+        assert float(res.abs().max()) < 1e-12
+    # Monte Carlo: the rotation's flow e^{tJ} keeps N(0, I); a matrix with a symmetric part does not
+    x0 = torch.randn(20_000, 2, dtype=D64, generator=torch.Generator().manual_seed(0))
+    for matrix, should_keep in ((rotation, True), (rotation + torch.diag(torch.tensor([0.3, -0.1], dtype=D64)), False)):
+        x1 = solve_ode(lambda x, t, m=matrix: x @ m.T, x0, steps=50, method="rk4").x
+        closed = torch.linalg.matrix_exp(matrix) @ x0.T  # the exact flow of a constant linear field
+        torch.testing.assert_close(x1, closed.T, atol=1e-6, rtol=0)
+        cov_err = float((torch.cov(x1.T) - torch.eye(2, dtype=D64)).abs().max())
+        assert (cov_err < 0.05) == should_keep, cov_err
+        res = continuity_residual(std_log_p, lambda x, t, m=matrix: x @ m.T, _plane(), 0.5)
+        assert (float(res.abs().max()) < 1e-12) == should_keep
+
+
+def test_divergence_free_perturbation_keeps_the_finite_data_path():
+    data = torch.tensor([[-1.0, 0.5], [1.5, 0.0], [0.2, -1.2]], dtype=D64)
+    u = lambda x, t: marginal_velocity(x, t, data)  # noqa: E731
+    score = lambda x, t: marginal_score(x, t, data)  # noqa: E731
+    log_p = lambda x, t: marginal_log_density(x, t, data)  # noqa: E731
+    w = divergence_free_perturbation(score, torch.tensor([[0.0, 0.7], [-0.7, 0.0]], dtype=D64))
+    x = _plane()
+    for t in (0.2, 0.5, 0.8):
+        # div(p w) = 0 checked directly by autograd, independently of continuity_residual
+        xg = x.clone().requires_grad_(True)
+        tt = torch.full((len(x),), t, dtype=D64)
+        flux = log_p(xg, tt).exp()[:, None] * w(xg, tt)
+        div = sum(torch.autograd.grad(flux[:, i].sum(), xg, retain_graph=True)[0][:, i] for i in range(2))
+        assert float(div.abs().max()) < 1e-10
+        assert float(continuity_residual(log_p, lambda y, s: u(y, s) + w(y, s), x, t).abs().max()) < 1e-8
+        # negative control: the score itself, not rotated, moves mass
+        wrong = continuity_residual(log_p, lambda y, s: u(y, s) + 0.7 * score(y, s), x, t)
+        assert float(wrong.abs().max()) > 0.1
+    assert float((w(x, torch.full((len(x),), 0.5, dtype=D64))).abs().max()) > 0.1  # it is not zero
+
+
+def test_divergence_free_perturbation_rejects_a_matrix_with_a_symmetric_part():
+    with pytest.raises(ValueError, match="antisymmetric"):
+        divergence_free_perturbation(lambda x, t: x, torch.eye(2, dtype=D64))
+    with pytest.raises(ValueError, match="square"):
+        divergence_free_perturbation(lambda x, t: x, torch.zeros(2, 3, dtype=D64))
+    with pytest.raises(TypeError, match="score"):
+        divergence_free_perturbation(None, torch.zeros(2, 2, dtype=D64))
