@@ -191,6 +191,43 @@ def hutchinson_variance(jacobian: Tensor, probe: str = "gaussian") -> Tensor:
     return 2 * total
 
 
+def hutchinson_density_ratio(integrated_jacobian: Tensor, probe: str = "gaussian") -> Tensor:
+    r"""The bias of the density :math:`\exp(\widehat{\log p})` estimated with one fixed Hutchinson probe:
+    :math:`\mathbb E[\hat p] / p`.
+
+    Along a trajectory the estimate of the log-density is
+    :math:`\widehat{\log p} = \log p + \operatorname{tr} B - \varepsilon^\top B\,\varepsilon` with
+    :math:`B = \int_0^1 \frac{\partial u_t}{\partial x}(x_t)\,dt` (the trajectory does not depend on the
+    probe), so it is unbiased, while by Jensen's inequality its exponential is biased upward. With
+    :math:`S = (B + B^\top)/2`:
+
+    * Gaussian probes: :math:`\mathbb E[\hat p]/p = e^{\operatorname{tr} S}\,\det(I + 2S)^{-1/2}` when
+      :math:`I + 2S` is positive definite, and :math:`+\infty` otherwise;
+    * Rademacher probes: the mean of :math:`e^{\operatorname{tr} S - \varepsilon^\top S\varepsilon}` over the
+      :math:`2^d` sign vectors, computed exactly (d <= 16).
+
+    ``integrated_jacobian``: ``B``, ``(d, d)``. Returns a scalar tensor, >= 1.
+    """
+    b = integrated_jacobian
+    if not isinstance(b, Tensor) or b.ndim != 2 or b.shape[0] != b.shape[1]:
+        shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+        raise ValueError(f"integrated_jacobian must be a square matrix (d, d), got {shape}")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    sym = 0.5 * (b + b.T)
+    d = sym.shape[0]
+    if probe == "gaussian":
+        eigenvalues = torch.linalg.eigvalsh(torch.eye(d, dtype=sym.dtype, device=sym.device) + 2 * sym)
+        if bool((eigenvalues <= 0).any()):
+            return torch.tensor(math.inf, dtype=sym.dtype, device=sym.device)
+        return torch.exp(torch.trace(sym) - 0.5 * torch.log(eigenvalues).sum())
+    if d > 16:
+        raise ValueError(f"the Rademacher expectation is enumerated over 2^d sign vectors: d must be <= 16, got {d}")
+    codes = torch.arange(2**d, device=sym.device)[:, None]
+    signs = (2 * ((codes >> torch.arange(d, device=sym.device)) & 1) - 1).to(sym.dtype)
+    quad = torch.einsum("ki,ij,kj->k", signs, sym, signs)
+    return torch.exp(torch.trace(sym) - quad).mean()
+
 @dataclass
 class LogProbResult:
     """What :func:`integrate_log_density` returns.

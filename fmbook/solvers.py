@@ -233,6 +233,7 @@ def solve_adaptive(
     atol: float = 1e-5,
     method: str = "dopri5",
     t_eval: Tensor | None = None,
+    max_steps: int | None = None,
 ) -> ODESolution:
     """Integrate with an adaptive step-size solver of ``torchdiffeq`` (Dormand-Prince by default).
 
@@ -248,6 +249,8 @@ def solve_adaptive(
         t_eval: optional strictly monotone times ``(T + 1,)`` at which to report the
             trajectory. Its first and last times then define the interval, so leave ``t0``
             and ``t1`` out; one that is given must agree with them (a ValueError otherwise).
+        max_steps: the most steps (accepted or rejected) the solver may take; a RuntimeError
+            when it needs more. No limit when None.
 
     Returns:
         :class:`ODESolution`; ``trajectory`` is ``(B, T + 1, ...)`` when ``t_eval`` is given.
@@ -271,8 +274,18 @@ def solve_adaptive(
     # Make the adaptive Runge-Kutta methods end their steps on the requested times: otherwise
     # torchdiffeq steps past the final time and interpolates back, evaluating the velocity at
     # times outside [0, 1], where a path may not be defined.
-    options = {"step_t": grid[1:]} if method in ADAPTIVE_METHODS else None
-    states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
+    options = {"step_t": grid[1:]}
+    if max_steps is not None:
+        options["max_num_steps"] = check_positive_int(max_steps, "max_steps")
+    try:
+        states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
+    except AssertionError as error:
+        if "max_num_steps exceeded" not in str(error):
+            raise
+        raise RuntimeError(
+            f"the adaptive solver {method!r} needed more than max_steps={max_steps} steps for rtol={rtol:g}, "
+            f"atol={atol:g} ({counted.nfe} evaluations): is the velocity a well-defined function of (x, t)?"
+        ) from error
     trajectory = states.movedim(0, 1) if t_eval is not None else None
     return ODESolution(states[-1], counted.nfe, grid, trajectory)
 

@@ -8,11 +8,14 @@ from fmbook.likelihood import (
     AffineGaussianFlow,
     continuity_residual,
     divergence_free_perturbation,
+    draw_probes,
     gaussian_log_prob,
+    hutchinson_density_ratio,
+    hutchinson_divergence,
     weak_continuity_sides,
 )
 from fmbook.paths import marginal_log_density, marginal_score, marginal_velocity
-from fmbook.solvers import differentiable_solve, saved_tensor_bytes, solve_ode
+from fmbook.solvers import differentiable_solve, saved_tensor_bytes, solve_adaptive, solve_ode
 
 D64 = torch.float64
 
@@ -170,3 +173,65 @@ def test_differentiable_solve_rejects_bad_arguments():
         differentiable_solve(field, x0, method="dopri5", steps=4)
     with pytest.raises(TypeError, match="adjoint"):
         differentiable_solve(field, x0, adjoint="yes")
+
+
+def test_hutchinson_density_ratio_against_monte_carlo_and_closed_forms():
+    g = torch.Generator().manual_seed(5)
+    b = 0.2 * torch.randn(3, 3, generator=g, dtype=D64)
+    n = 400_000
+    for probe in ("gaussian", "rademacher"):
+        eps = torch.randn(n, 3, generator=g, dtype=D64)
+        if probe == "rademacher":
+            eps = eps.sign()
+        # exp(log p-hat - log p) = exp(tr B - eps^T B eps)
+        samples = torch.exp(torch.trace(b) - torch.einsum("bi,ij,bj->b", eps, b, eps))
+        ratio = hutchinson_density_ratio(b, probe)
+        se = samples.std() / n**0.5
+        assert abs(samples.mean() - ratio) < 4 * se, (probe, samples.mean(), ratio)
+        assert ratio > 1  # Jensen: the density estimate is biased upward
+        # ... while the log-density estimate is not: its mean is tr B - tr B = 0
+        log_samples = torch.trace(b) - torch.einsum("bi,ij,bj->b", eps, b, eps)
+        assert abs(log_samples.mean()) < 4 * log_samples.std() / n**0.5
+    # d = 2, Rademacher: eps^T S eps = tr S + 2 S_12 eps_1 eps_2, so the ratio is cosh(2 S_12)
+    two = torch.tensor([[0.3, 0.5], [-0.1, -0.2]], dtype=D64)
+    torch.testing.assert_close(hutchinson_density_ratio(two, "rademacher"), torch.cosh(two[0, 1] + two[1, 0]))
+    assert float(hutchinson_density_ratio(torch.zeros(2, 2, dtype=D64), "gaussian")) == 1.0
+    # I + 2S with a negative eigenvalue: the Gaussian expectation is infinite
+    assert hutchinson_density_ratio(torch.diag(torch.tensor([-0.7, 0.1], dtype=D64))).isinf()
+
+
+def test_hutchinson_density_ratio_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="square"):
+        hutchinson_density_ratio(torch.zeros(2, 3, dtype=D64))
+    with pytest.raises(ValueError, match="probe"):
+        hutchinson_density_ratio(torch.zeros(2, 2, dtype=D64), "uniform")
+    with pytest.raises(ValueError, match="16"):
+        hutchinson_density_ratio(torch.zeros(17, 17, dtype=D64), "rademacher")
+
+
+class _FreshProbeDynamics:
+    """The augmented dynamics of the affine flow with a Hutchinson divergence; fresh=True draws a new
+    probe at every evaluation, which makes the right-hand side a different random function each call."""
+
+    def __init__(self, flow, fresh):
+        self.flow, self.fresh, self.probes = flow, fresh, None
+        self.generator = torch.Generator().manual_seed(6)
+
+    def __call__(self, z, t):
+        x = z[:, :-1]
+        if self.fresh or self.probes is None:
+            self.probes = draw_probes(x, 1, "gaussian", self.generator)
+        v, div = hutchinson_divergence(self.flow, x, t, self.probes)
+        return torch.cat([v, div[:, None]], dim=1)
+
+
+def test_an_adaptive_solver_needs_fixed_probes():
+    flow = _affine()
+    x1 = torch.randn(8, 2, dtype=D64, generator=torch.Generator().manual_seed(7))
+    z1 = torch.cat([x1, torch.zeros(8, 1, dtype=D64)], 1)
+    fixed = solve_adaptive(_FreshProbeDynamics(flow, False), z1, t0=1.0, t1=0.0, rtol=1e-5, atol=1e-5, max_steps=100)
+    assert fixed.nfe < 200
+    with pytest.raises(RuntimeError, match="max_steps=100"):
+        solve_adaptive(_FreshProbeDynamics(flow, True), z1, t0=1.0, t1=0.0, rtol=1e-5, atol=1e-5, max_steps=100)
+    with pytest.raises(ValueError, match="max_steps"):
+        solve_adaptive(flow, z1[:, :2], max_steps=0)
