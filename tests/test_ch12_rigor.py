@@ -14,7 +14,7 @@ from fmbook.likelihood import (
     hutchinson_divergence,
     weak_continuity_sides,
 )
-from fmbook.paths import marginal_log_density, marginal_score, marginal_velocity
+from fmbook.paths import marginal_log_density, marginal_score, marginal_velocity, posterior_mean, posterior_weights
 from fmbook.solvers import differentiable_solve, saved_tensor_bytes, solve_adaptive, solve_ode
 
 D64 = torch.float64
@@ -235,3 +235,20 @@ def test_an_adaptive_solver_needs_fixed_probes():
         solve_adaptive(_FreshProbeDynamics(flow, True), z1, t0=1.0, t1=0.0, rtol=1e-5, atol=1e-5, max_steps=100)
     with pytest.raises(ValueError, match="max_steps"):
         solve_adaptive(flow, z1[:, :2], max_steps=0)
+
+
+def test_posterior_weights_are_bayes_rule_and_concentrate_near_a_data_point():
+    g = torch.Generator().manual_seed(8)
+    data = torch.randn(7, 2, generator=g, dtype=D64)
+    x = torch.randn(5, 2, generator=g, dtype=D64)
+    t = 0.6
+    w = posterior_weights(x, t, data)
+    # Bayes' rule with explicit Gaussian densities N(x; t z_i, (1 - t)^2 I), uniform prior
+    dens = torch.distributions.Normal(t * data[None], 1 - t).log_prob(x[:, None]).sum(-1).exp()
+    torch.testing.assert_close(w, dens / dens.sum(1, keepdim=True))
+    torch.testing.assert_close(w @ data, posterior_mean(x, t, data))
+    wrong = torch.distributions.Normal(t * data[None], 1.0).log_prob(x[:, None]).sum(-1).exp()  # wrong width
+    assert float((w - wrong / wrong.sum(1, keepdim=True)).abs().max()) > 0.05
+    # near z_0 the weight of z_0 tends to 1 as t -> 1
+    near = [float(posterior_weights((s * data[:1] + (1 - s) * x[:1]), s, data)[0, 0]) for s in (0.2, 0.5, 0.8)]
+    assert near[0] < near[1] < near[2] and near[2] > 0.99, near
