@@ -19,8 +19,10 @@ The divergence (the trace of the Jacobian) is computed exactly with d backward p
 
 Also here: a maximum-likelihood training objective for continuous normalizing flows
 (:func:`cnf_nll_loss`, runnable by :func:`fmbook.train.fit`), the continuity-equation
-residual (:func:`continuity_residual`) and an affine flow between Gaussians whose density is
-known in closed form at every time (:class:`AffineGaussianFlow`), used to test all of them.
+residual (:func:`continuity_residual`), both sides of its weak form
+(:func:`weak_continuity_sides`), velocities that move no mass
+(:func:`divergence_free_perturbation`) and an affine flow between Gaussians whose density is known
+in closed form at every time (:class:`AffineGaussianFlow`), used to test all of them.
 """
 
 from __future__ import annotations
@@ -188,6 +190,43 @@ def hutchinson_variance(jacobian: Tensor, probe: str = "gaussian") -> Tensor:
         total = total - (torch.diagonal(sym, dim1=-2, dim2=-1) ** 2).sum(dim=-1)
     return 2 * total
 
+
+def hutchinson_density_ratio(integrated_jacobian: Tensor, probe: str = "gaussian") -> Tensor:
+    r"""The bias of the density :math:`\exp(\widehat{\log p})` estimated with one fixed Hutchinson probe:
+    :math:`\mathbb E[\hat p] / p`.
+
+    Along a trajectory the estimate of the log-density is
+    :math:`\widehat{\log p} = \log p + \operatorname{tr} B - \varepsilon^\top B\,\varepsilon` with
+    :math:`B = \int_0^1 \frac{\partial u_t}{\partial x}(x_t)\,dt` (the trajectory does not depend on the
+    probe), so it is unbiased, while by Jensen's inequality its exponential is biased upward. With
+    :math:`S = (B + B^\top)/2`:
+
+    * Gaussian probes: :math:`\mathbb E[\hat p]/p = e^{\operatorname{tr} S}\,\det(I + 2S)^{-1/2}` when
+      :math:`I + 2S` is positive definite, and :math:`+\infty` otherwise;
+    * Rademacher probes: the mean of :math:`e^{\operatorname{tr} S - \varepsilon^\top S\varepsilon}` over the
+      :math:`2^d` sign vectors, computed exactly (d <= 16).
+
+    ``integrated_jacobian``: ``B``, ``(d, d)``. Returns a scalar tensor, >= 1.
+    """
+    b = integrated_jacobian
+    if not isinstance(b, Tensor) or b.ndim != 2 or b.shape[0] != b.shape[1]:
+        shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+        raise ValueError(f"integrated_jacobian must be a square matrix (d, d), got {shape}")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    sym = 0.5 * (b + b.T)
+    d = sym.shape[0]
+    if probe == "gaussian":
+        eigenvalues = torch.linalg.eigvalsh(torch.eye(d, dtype=sym.dtype, device=sym.device) + 2 * sym)
+        if bool((eigenvalues <= 0).any()):
+            return torch.tensor(math.inf, dtype=sym.dtype, device=sym.device)
+        return torch.exp(torch.trace(sym) - 0.5 * torch.log(eigenvalues).sum())
+    if d > 16:
+        raise ValueError(f"the Rademacher expectation is enumerated over 2^d sign vectors: d must be <= 16, got {d}")
+    codes = torch.arange(2**d, device=sym.device)[:, None]
+    signs = (2 * ((codes >> torch.arange(d, device=sym.device)) & 1) - 1).to(sym.dtype)
+    quad = torch.einsum("ki,ij,kj->k", signs, sym, signs)
+    return torch.exp(torch.trace(sym) - quad).mean()
 
 @dataclass
 class LogProbResult:
@@ -396,10 +435,96 @@ def continuity_residual(
         logp = log_density(xg, tg)
         if not isinstance(logp, Tensor) or logp.shape != (x.shape[0],):
             raise ValueError(f"log_density(x, t) must return a tensor of shape ({x.shape[0]},)")
-        grad_x, grad_t = torch.autograd.grad(logp.sum(), (xg, tg))
+        grad_x, grad_t = torch.autograd.grad(logp.sum(), (xg, tg), allow_unused=True)
+        grad_x = torch.zeros_like(xg) if grad_x is None else grad_x  # a density constant in x or in t
+        grad_t = torch.zeros_like(tg) if grad_t is None else grad_t
         v, div = exact_divergence(velocity, xg, tg)
     return (grad_t + div + (v * grad_x).sum(dim=1)).detach()
 
+
+def divergence_free_perturbation(score: Velocity, antisymmetric: Tensor) -> Velocity:
+    r"""A velocity :math:`w_t(x) = A\,\nabla\log p_t(x)` that moves no mass: :math:`\nabla\cdot(p_t w_t) = 0`.
+
+    For an antisymmetric matrix :math:`A` (:math:`A^\top = -A`),
+    :math:`p_t w_t = A\nabla p_t`, and :math:`\nabla\cdot(A\nabla p_t) = \sum_{ij} A_{ij}\,\partial_i\partial_j p_t
+    = \operatorname{tr}(A\,\nabla^2 p_t) = 0` because the Hessian is symmetric. So if :math:`u_t`
+    generates :math:`p_t`, the continuity equation holds for :math:`u_t + w_t` as well. For
+    :math:`p_t = \mathcal N(0, I)` it is the rotation :math:`w(x) = -A x`.
+
+    Args:
+        score: :math:`\nabla\log p_t`, called as ``score(x, t)`` with ``x`` ``(B, d)``, returning ``(B, d)``.
+        antisymmetric: ``A``, a ``(d, d)`` matrix with ``A.T == -A``.
+
+    Returns:
+        the velocity ``w(x, t) -> (B, d)``.
+    """
+    if not callable(score):
+        raise TypeError(f"score must be callable as score(x, t), got {type(score).__name__}")
+    square = isinstance(antisymmetric, Tensor) and antisymmetric.ndim == 2
+    if not square or antisymmetric.shape[0] != antisymmetric.shape[1]:
+        shape = tuple(antisymmetric.shape) if isinstance(antisymmetric, Tensor) else type(antisymmetric).__name__
+        raise ValueError(f"antisymmetric must be a square matrix (d, d), got {shape}")
+    if not torch.allclose(antisymmetric, -antisymmetric.T, rtol=0, atol=1e-12):
+        raise ValueError("antisymmetric must satisfy A.T == -A (its symmetric part would move mass)")
+    matrix = antisymmetric.detach().clone()
+
+    def perturbation(x: Tensor, t: Tensor) -> Tensor:
+        return score(x, t) @ matrix.to(x).T
+
+    return perturbation
+
+def weak_continuity_sides(
+    test_function: Callable[[Tensor], Tensor],
+    log_density: Callable[[Tensor, Tensor], Tensor],
+    velocity: Velocity,
+    nodes: Tensor,
+    weights: Tensor,
+    t: float,
+    dt: float = 1e-4,
+) -> tuple[Tensor, Tensor]:
+    r"""Both sides of the weak continuity equation, by quadrature on a grid:
+
+    .. math:: \frac{d}{dt}\int f\,p_t\,dx \;=\; \int \nabla f(x)\cdot u_t(x)\,p_t(x)\,dx,
+
+    i.e. :math:`\frac{d}{dt}\mathbb E f(X_t) = \mathbb E[\nabla f(X_t)\cdot u_t(X_t)]` for every
+    test function f. The left side is the central difference
+    :math:`(F(t + dt) - F(t - dt)) / (2\,dt)` of :math:`F(s) = \sum_i w_i\,p_s(x_i) f(x_i)`, the
+    right side :math:`\sum_i w_i\,p_t(x_i)\,\nabla f(x_i)\cdot u_t(x_i)` with :math:`\nabla f` by
+    automatic differentiation. For a path that ``velocity`` generates they agree up to the
+    quadrature error and :math:`O(dt^2)`.
+
+    Args:
+        test_function: ``f(x)``, ``(B, d) -> (B, K)``: K smooth test functions at once.
+        log_density: ``log p_t(x)``, called as ``log_density(x, t)`` with ``t`` ``(B,)``, returning ``(B,)``.
+        velocity: ``velocity(x, t) -> (B, d)``.
+        nodes: quadrature nodes ``(B, d)``; weights: their weights ``(B,)`` (cell areas).
+        t: the time, with ``[t - dt, t + dt]`` inside [0, 1].
+        dt: the half-width of the central difference (> 0).
+
+    Returns:
+        ``(lhs, rhs)``, each ``(K,)``.
+    """
+    nodes = check_points(nodes, "nodes")
+    if not isinstance(weights, Tensor) or weights.shape != (nodes.shape[0],):
+        raise ValueError(f"weights must be a tensor of shape ({nodes.shape[0]},), one per node")
+    check_positive_float(dt, "dt")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not dt <= t <= 1 - dt:
+        raise ValueError(f"t must be a number with [t - dt, t + dt] inside [0, 1], got t = {t!r}, dt = {dt!r}")
+    x = nodes.detach().requires_grad_(True)
+    with torch.enable_grad():
+        f = test_function(x)
+        if not isinstance(f, Tensor) or f.ndim != 2 or f.shape[0] != nodes.shape[0]:
+            raise ValueError(f"test_function(x) must return a tensor of shape ({nodes.shape[0]}, K)")
+        grads = torch.stack([torch.autograd.grad(f[:, k].sum(), x, retain_graph=True)[0] for k in range(f.shape[1])])
+    f = f.detach()
+
+    def density(s: float) -> Tensor:
+        return log_density(nodes, torch.full((nodes.shape[0],), s, dtype=nodes.dtype, device=nodes.device)).exp()
+
+    lhs = ((weights * (density(t + dt) - density(t - dt)))[:, None] * f).sum(0) / (2 * dt)
+    u = velocity(nodes, torch.full((nodes.shape[0],), float(t), dtype=nodes.dtype, device=nodes.device))
+    rhs = (weights * density(t) * (grads * u).sum(-1)).sum(-1)
+    return lhs.detach(), rhs.detach()
 
 class AffineGaussianFlow(nn.Module):
     r"""An affine flow from N(0, I) to N(m, L L^T), with every quantity in closed form.

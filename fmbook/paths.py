@@ -604,6 +604,28 @@ def posterior_mean(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | 
     ])
 
 
+def posterior_weights(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
+    r"""The posterior weights :math:`P(X_1 = z_i \mid X_t = x)` for a finite data set and a Gaussian source.
+
+    With :math:`X_1` uniform on the rows :math:`z_1, \dots, z_N` of ``data`` and
+    :math:`X_t \mid X_1 = z \sim \mathcal N(\alpha_t z, \sigma_t^2 I)`, Bayes' rule gives
+
+    .. math:: w_i(x) = \frac{\mathcal N(x;\, \alpha_t z_i,\, \sigma_t^2 I)}
+              {\sum_j \mathcal N(x;\, \alpha_t z_j,\, \sigma_t^2 I)},
+
+    a softmax computed in log space; :func:`posterior_mean` is :math:`\sum_i w_i z_i`. Shapes: ``x``
+    ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, N)``, rows summing to 1.
+    ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    """
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
+    x = check_points(x, "x")
+    data = check_points(data, "data", dim=x.shape[1])
+    t = as_time(t, x.shape[0], x)
+    data = data.to(x)
+    return torch.cat([
+        torch.softmax(_posterior_log_weights(xs, ts, data, scheduler)[0], dim=1) for xs, ts in _row_blocks(x, t, data)
+    ])
+
 def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact marginal velocity :math:`u_t(x) = E[\dot\alpha_t X_1 + \dot\sigma_t X_0 \mid X_t = x]`.
 

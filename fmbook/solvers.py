@@ -8,7 +8,9 @@ each step of size :math:`h` from time :math:`t`:
 * Heun (order 2, 2 evaluations): :math:`x + \tfrac h2 \big(k_1 + u_{t+h}(x + h k_1)\big)`, :math:`k_1 = u_t(x)`
 * classical Runge-Kutta (order 4, 4 evaluations).
 
-The adaptive Dormand-Prince solver comes from ``torchdiffeq``. Every solver reports the
+The adaptive Dormand-Prince solver comes from ``torchdiffeq``, and so does the adjoint method
+(:func:`differentiable_solve`), which differentiates a solve with memory constant in the number of
+steps; :func:`saved_tensor_bytes` measures what backpropagation stores. Every solver reports the
 number of function evaluations (NFE) it used. A velocity is any callable ``velocity(x, t)``
 with ``x`` of shape ``(B, ...)`` and ``t`` of shape ``(B,)``, such as a trained model.
 """
@@ -18,10 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
+from torchdiffeq import odeint, odeint_adjoint
 
 from ._validation import (
     check_batch,
@@ -230,6 +233,7 @@ def solve_adaptive(
     atol: float = 1e-5,
     method: str = "dopri5",
     t_eval: Tensor | None = None,
+    max_steps: int | None = None,
 ) -> ODESolution:
     """Integrate with an adaptive step-size solver of ``torchdiffeq`` (Dormand-Prince by default).
 
@@ -245,6 +249,8 @@ def solve_adaptive(
         t_eval: optional strictly monotone times ``(T + 1,)`` at which to report the
             trajectory. Its first and last times then define the interval, so leave ``t0``
             and ``t1`` out; one that is given must agree with them (a ValueError otherwise).
+        max_steps: the most steps (accepted or rejected) the solver may take; a RuntimeError
+            when it needs more. No limit when None.
 
     Returns:
         :class:`ODESolution`; ``trajectory`` is ``(B, T + 1, ...)`` when ``t_eval`` is given.
@@ -268,11 +274,143 @@ def solve_adaptive(
     # Make the adaptive Runge-Kutta methods end their steps on the requested times: otherwise
     # torchdiffeq steps past the final time and interpolates back, evaluating the velocity at
     # times outside [0, 1], where a path may not be defined.
-    options = {"step_t": grid[1:]} if method in ADAPTIVE_METHODS else None
-    states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
+    options = {"step_t": grid[1:]}
+    if max_steps is not None:
+        options["max_num_steps"] = check_positive_int(max_steps, "max_steps")
+    try:
+        states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
+    except AssertionError as error:
+        if "max_num_steps exceeded" not in str(error):
+            raise
+        raise RuntimeError(
+            f"the adaptive solver {method!r} needed more than max_steps={max_steps} steps for rtol={rtol:g}, "
+            f"atol={atol:g} ({counted.nfe} evaluations): is the velocity a well-defined function of (x, t)?"
+        ) from error
     trajectory = states.movedim(0, 1) if t_eval is not None else None
     return ODESolution(states[-1], counted.nfe, grid, trajectory)
 
+
+#: The fixed-grid methods of torchdiffeq that :func:`differentiable_solve` accepts with ``steps``.
+ADJOINT_FIXED_METHODS = ("euler", "midpoint", "rk4")
+
+
+@dataclass
+class AdjointSolution:
+    """What :func:`differentiable_solve` returns.
+
+    Attributes:
+        x: the state at the end time, differentiable with respect to ``x0`` and the velocity's
+            parameters; its gradients are computed by the adjoint (backward) solve, or by
+            backpropagation through the solver's operations when ``adjoint=False``.
+        nfe_forward: evaluations of the velocity in the forward solve.
+        counter: counts every evaluation; after ``backward()``, ``counter.nfe - nfe_forward``
+            is the cost of the backward solve (:attr:`nfe_backward`).
+    """
+
+    x: Tensor
+    nfe_forward: int
+    counter: _CountingVelocity
+
+    @property
+    def nfe_backward(self) -> int:
+        """Evaluations made since the forward solve (the adjoint solve, once ``backward()`` has run;
+        0 without the adjoint, where backpropagation re-evaluates nothing)."""
+        return self.counter.nfe - self.nfe_forward
+
+
+def differentiable_solve(
+    velocity: torch.nn.Module,
+    x0: Tensor,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    method: str = "dopri5",
+    steps: int | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    adjoint: bool = True,
+) -> AdjointSolution:
+    r"""Solve :math:`\dot x = u^\theta_t(x)` with torchdiffeq and make the result differentiable.
+
+    With ``adjoint=False`` backpropagation runs through every operation of the solver, which
+    stores them all: memory grows linearly with the number of steps. With the **adjoint
+    method** (``adjoint=True``) the forward solve stores nothing for backpropagation. For a
+    loss :math:`L(x_1)`, ``backward()`` then solves, from :math:`t_1` back to :math:`t_0`, the
+    augmented ODE for the state, the adjoint :math:`a_t = \partial L/\partial x_t` and the
+    parameter gradient:
+
+    .. math:: \dot x_t = u^\theta_t(x_t),\qquad
+              \dot a_t = -\Big(\frac{\partial u^\theta_t}{\partial x}(x_t)\Big)^{\!\top} a_t,\qquad
+              \frac{dL}{d\theta} = \int_{t_0}^{t_1} \Big(\frac{\partial u^\theta_t}{\partial \theta}(x_t)\Big)^{\!\top}
+              a_t\,dt,
+
+    with :math:`a_{t_1} = \nabla L(x_1)` (Chen et al. 2018, torchdiffeq's ``odeint_adjoint``). Memory
+    is constant in the number of steps; the price is a second solve, and the gradient is exact only
+    up to the error of the two solves.
+
+    Args:
+        velocity: an ``nn.Module`` called as ``velocity(x, t)``, ``x`` ``(B, ...)``, ``t`` ``(B,)``;
+            the gradients flow to its parameters.
+        x0: initial states ``(B, ...)`` at ``t0``.
+        t0, t1: start and end times.
+        method: an adaptive torchdiffeq method (``"dopri5"``, ...), or with ``steps`` one of
+            :data:`ADJOINT_FIXED_METHODS`.
+        steps: number of equal fixed steps (fixed-grid methods only).
+        rtol, atol: tolerances of the adaptive methods (forward and backward solves).
+        adjoint: use the adjoint method (True) or backpropagate through the solver (False);
+            the same solver and grid either way, so the two gradients differ only by the
+            error of the backward solve.
+    """
+    if not isinstance(velocity, torch.nn.Module):
+        got = type(velocity).__name__
+        raise TypeError(f"velocity must be an nn.Module (its parameters get the gradients), got {got}")
+    x0 = check_batch(x0, "x0")
+    check_positive_float(rtol, "rtol")
+    check_positive_float(atol, "atol")
+    t0, t1 = _check_time(t0, "t0"), _check_time(t1, "t1")
+    if steps is None:
+        if method not in ADAPTIVE_METHODS:
+            raise ValueError(f"method must be one of {list(ADAPTIVE_METHODS)} (or give steps), got {method!r}")
+        options = None
+    else:
+        check_positive_int(steps, "steps")
+        if method not in ADJOINT_FIXED_METHODS:
+            raise ValueError(f"with steps, method must be one of {list(ADJOINT_FIXED_METHODS)}, got {method!r}")
+        options = {"step_size": abs(t1 - t0) / steps}
+    counted = _CountingVelocity(velocity, x0.shape)
+
+    class _Rhs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.velocity = velocity
+
+        def forward(self, t: Tensor, x: Tensor) -> Tensor:  # torchdiffeq's argument order is (t, x)
+            return counted(x, t.expand(x.shape[0]))
+
+    grid = time_grid(1, t0, t1).to(device=x0.device, dtype=x0.dtype)
+    if not isinstance(adjoint, bool):
+        raise TypeError(f"adjoint must be True or False, got {adjoint!r}")
+    solve = odeint_adjoint if adjoint else odeint
+    states = solve(_Rhs(), x0, grid, rtol=rtol, atol=atol, method=method, options=options)
+    return AdjointSolution(states[-1], counted.nfe, counted)
+
+
+def saved_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``fn()`` and return its result with the bytes of the tensors autograd saved for backward.
+
+    Each tensor saved by an operation counts once per save (a tensor saved by two operations
+    counts twice): the memory a backward pass through ``fn`` keeps alive, up to such sharing.
+    """
+    check_callable(fn, "fn", "fn()")
+    total = 0
+
+    def pack(t: Tensor) -> Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn()
+    return result, total
 
 # ---------------------------------------------------------------------------------------------
 # Stochastic differential equations (chapter 6)
