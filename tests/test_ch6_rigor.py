@@ -302,3 +302,23 @@ def test_closed_form_weights_on_condot_and_vp():
     g2 = solvers.forward_sde_coefficients(vp, t).g2
     assert torch.allclose(w_fm / w_dsm, g2**2 / 4)
     assert (w_fm / w_dsm).max() > 10 * (w_fm / w_dsm).min()  # far from constant
+
+
+@pytest.mark.parametrize("name", ["condot", "vp"])
+def test_eq56_drift_from_a_score_alone(name):
+    """The notes' eq. 56: [(g^2 + g_t^2)/2 score - f x] is eq. 6.1's drift u + g_t^2/2 score, with u the exact
+    marginal velocity of a finite data set; dropping the sampler's g_t^2/2 term (the PF drift) is not."""
+    scheduler = SCHEDULERS[name][0]
+    support = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x = 2 * torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    t = 0.05 + 0.9 * torch.rand(200, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    score = lambda y, tt: paths.marginal_score(y, tt, support, scheduler)  # noqa: E731
+    velocity = lambda y, tt: paths.marginal_velocity(y, tt, support, scheduler)  # noqa: E731
+    g = lambda tt: 1.5 * (1 - tt)  # noqa: E731
+    eq56 = solvers.sde_drift(solvers.probability_flow_drift(score, scheduler), score, g)(x, t)
+    c = solvers.forward_sde_coefficients(scheduler, t)
+    by_hand = (0.5 * (c.g2 + g(t) ** 2))[:, None] * score(x, t) - c.f[:, None] * x
+    reference = solvers.sde_drift(velocity, score, g)(x, t)
+    assert torch.allclose(eq56, reference, atol=1e-9) and torch.allclose(by_hand, reference, atol=1e-9)
+    pf_only = solvers.probability_flow_drift(score, scheduler)(x, t)
+    assert (pf_only - reference).norm() > 0.05 * reference.norm()
