@@ -230,6 +230,31 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
+def ancestral_step(
+    eps: Tensor, x: Tensor, k: int, schedule: DDPMSchedule, variance: str = "beta", noise: Tensor | None = None
+) -> Tensor:
+    r"""One step of DDPM ancestral sampling, from step k to k - 1 (Ho et al. 2020, Algorithm 2):
+
+    .. math:: x_{k-1} = \frac{1}{\sqrt{1-\beta_k}}\Big(x_k - \frac{\beta_k}{\sqrt{1 - \bar\alpha_k}}\,
+              \hat\varepsilon\Big) + s_k z,
+
+    with :math:`s_k^2 = \beta_k` (``variance="beta"``) or :math:`\tilde\beta_k` (``"posterior"``), as
+    in :func:`ancestral_sample`. ``noise`` is :math:`z` (``x``'s shape); with ``noise=None``, or at
+    k = 1, no noise is added and the step returns the mean of :math:`x_{k-1}` given :math:`x_k`.
+    ``eps`` is the noise prediction :math:`\hat\varepsilon(x_k, t_k)`, shape ``(B, ...)`` like ``x``.
+    """
+    if variance not in ("beta", "posterior"):
+        raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= schedule.T:
+        raise ValueError(f"k must be an int step in [1, {schedule.T}], got {k!r}")
+    ab, b = schedule.alpha_bar, schedule.betas[k - 1].item()
+    x = (x - b / math.sqrt(1 - ab[k].item()) * eps) / math.sqrt(1 - b)
+    if k > 1 and noise is not None:
+        var = b if variance == "beta" else b * (1 - ab[k - 1].item()) / (1 - ab[k].item())
+        x = x + math.sqrt(var) * noise
+    return x
+
+
 @torch.no_grad()
 def ancestral_sample(
     model: NoiseModel,
@@ -261,15 +286,11 @@ def ancestral_sample(
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
     x = check_batch(x_T, "x_T")
-    T, ab, betas = schedule.T, schedule.alpha_bar, schedule.betas  # noqa: N806
+    T = schedule.T  # noqa: N806
     states = [x] if return_trajectory else None
     for k in range(T, 0, -1):
-        b = betas[k - 1].item()
         eps = _predict(model, x, k, T)
-        x = (x - b / math.sqrt(1 - ab[k].item()) * eps) / math.sqrt(1 - b)
-        if k > 1:
-            var = b if variance == "beta" else b * (1 - ab[k - 1].item()) / (1 - ab[k].item())
-            x = x + math.sqrt(var) * _noise(x, generator)
+        x = ancestral_step(eps, x, k, schedule, variance, _noise(x, generator) if k > 1 else None)
         if states is not None:
             states.append(x)
     return SamplerResult(x, T, torch.stack(states, 1) if states is not None else None)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ._validation import as_time, check_batch, check_callable, check_same_shape
 from .ddpm import DDPMSchedule, q_sample
-from .paths import AffinePath, CondOTScheduler
+from .paths import AffinePath, CondOTScheduler, Scheduler, check_scheduler
 
 Divergence = Callable[[Tensor, Tensor], Tensor]
 
@@ -268,6 +268,48 @@ def noise_prediction_loss(
     x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
     sample = path.sample(x0, x1, t)
     return _reduce(_flat(_checked_call(model, sample.x_t, t) - x0).pow(2).sum(1), reduction)
+
+
+def epsilon_loss_weight(scheduler: Scheduler, t: float | Tensor, parameterization: str) -> Tensor:
+    r"""The weight that turns the noise-prediction loss into the loss of another parameterization.
+
+    Write any network on a Gaussian path (source N(0, I), :math:`x = \alpha_t x_1 + \sigma_t\varepsilon`)
+    through a noise predictor :math:`\hat\varepsilon_\theta`. Then per sample
+
+    .. math:: \|\text{prediction}_\theta - \text{target}\|^2 = w_t\,\|\hat\varepsilon_\theta - \varepsilon\|^2,
+
+    with
+
+    * ``"velocity"`` (flow matching, :math:`u_\theta = a_t x + b_t\hat\varepsilon_\theta`, target
+      :math:`\dot\alpha_t x_1 + \dot\sigma_t\varepsilon`): :math:`w_t = b_t^2`,
+      :math:`b_t = \dot\sigma_t - \sigma_t\dot\alpha_t/\alpha_t`; undefined where :math:`\alpha_t = 0`;
+    * ``"score"`` (denoising score matching, :math:`s_\theta = -\hat\varepsilon_\theta/\sigma_t`,
+      target :math:`-\varepsilon/\sigma_t`): :math:`w_t = 1/\sigma_t^2`; undefined where :math:`\sigma_t = 0`;
+    * ``"x1"`` (:math:`\hat x_1 = (x - \sigma_t\hat\varepsilon_\theta)/\alpha_t`):
+      :math:`w_t = \sigma_t^2/\alpha_t^2`; undefined where :math:`\alpha_t = 0`;
+    * ``"epsilon"`` or ``"x0"``: :math:`w_t = 1`.
+
+    So flow matching, score matching and noise prediction are one loss with different weights over t
+    (Kingma and Gao 2023; Lipman et al. 2024, section 4.8): the same minimiser when the network can
+    fit every t, different ones at finite capacity. ``t`` a float or ``(B,)``; returns ``(B,)``.
+    An undefined weight raises a ValueError.
+    """
+    if parameterization not in ("velocity", "score", "x1", "epsilon", "x0"):
+        raise ValueError(
+            f"parameterization must be 'velocity', 'score', 'x1', 'epsilon' or 'x0', got {parameterization!r}"
+        )
+    a, s, da, ds = check_scheduler(scheduler)(t)
+    if parameterization in ("epsilon", "x0"):
+        return torch.ones_like(a)
+    if parameterization == "score":
+        if bool((s == 0).any()):
+            raise ValueError("t: the score weight 1 / sigma_t^2 is undefined where sigma_t = 0 (the data end)")
+        return s.pow(-2)
+    if bool((a == 0).any()):
+        raise ValueError(f"t: the {parameterization} weight is undefined where alpha_t = 0 (the noise end)")
+    if parameterization == "x1":
+        return (s / a).pow(2)
+    return (ds - s * da / a).pow(2)
 
 
 def ddpm_loss(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ from ._validation import (
     check_positive_float,
     check_positive_int,
 )
+from .paths import Scheduler, check_scheduler
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 Step = Callable[[Velocity, Tensor, Tensor, Tensor], Tensor]
@@ -416,22 +417,25 @@ def saved_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
 # Stochastic differential equations (chapter 6)
 # ---------------------------------------------------------------------------------------------
 
-#: A diffusion coefficient: a number sigma >= 0, or a callable ``sigma(t)`` with ``t`` ``(B,)``
-#: returning ``(B,)`` (or a number) with values >= 0.
+#: A diffusion coefficient: a number g >= 0, or a callable ``g(t)`` with ``t`` ``(B,)``
+#: returning ``(B,)`` (or a number) with values >= 0. The book writes it :math:`g_t`; it is not the
+#: noise scale :math:`\sigma_t` of a path.
 Diffusion = float | Callable[[Tensor], Tensor | float]
 
 
-def diffusion_at(sigma: Diffusion, t: Tensor) -> Tensor:
-    """Evaluate a diffusion coefficient at times ``t`` ``(B,)``; returns ``(B,)`` and checks sigma_t >= 0."""
-    if callable(sigma):
-        value = sigma(t)
+def diffusion_at(g: Diffusion, t: Tensor) -> Tensor:
+    """Evaluate a diffusion coefficient at times ``t`` ``(B,)``; returns ``(B,)`` and checks g_t >= 0."""
+    if callable(g):
+        value = g(t)
         value = torch.as_tensor(value, dtype=t.dtype, device=t.device).expand(t.shape[0])
-    elif isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
-        value = torch.full_like(t, float(sigma))
+    elif isinstance(g, (int, float)) and not isinstance(g, bool):
+        value = torch.full_like(t, float(g))
     else:
-        raise TypeError(f"sigma must be a number >= 0 or a callable sigma(t), got {type(sigma).__name__}")
+        kind = type(g).__name__
+        raise TypeError(f"g (the diffusion coefficient) must be a number >= 0 or a callable g(t), got {kind}")
     if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
-        raise ValueError(f"sigma_t must be finite and >= 0, got values down to {value.min().item():.4g}")
+        low = value.min().item()
+        raise ValueError(f"g_t (the diffusion coefficient) must be finite and >= 0, got values down to {low:.4g}")
     return value
 
 
@@ -443,30 +447,145 @@ def _generator_for(generator: torch.Generator | int | None, x: Tensor) -> torch.
     return torch.Generator(device=x.device).manual_seed(generator)
 
 
-def sde_drift(velocity: Velocity, score: Velocity, sigma: Diffusion) -> Velocity:
+def sde_drift(velocity: Velocity, score: Velocity, g: Diffusion) -> Velocity:
     r"""The drift of the SDE that keeps the marginals of a flow (eq. 48 of the notes):
 
-    .. math:: b_t(x) = u_t(x) + \frac{\sigma_t^2}{2}\nabla\log p_t(x),
+    .. math:: b_t(x) = u_t(x) + \frac{g_t^2}{2}\nabla\log p_t(x),
 
-    so that :math:`dX_t = b_t(X_t)\,dt + \sigma_t\,dW_t` has :math:`X_t \sim p_t` for every
-    :math:`\sigma_t \ge 0`. ``velocity`` and ``score`` are callables ``f(x, t)``.
+    so that :math:`dX_t = b_t(X_t)\,dt + g_t\,dW_t` has :math:`X_t \sim p_t` for every
+    :math:`g_t \ge 0`. ``velocity`` and ``score`` are callables ``f(x, t)``; ``g`` is the
+    diffusion coefficient (a number or a callable ``g(t)``). With ``g`` the coefficient of
+    :func:`forward_sde_coefficients` this is the reverse-time SDE (:func:`reverse_sde_drift`).
     """
     for name, f in (("velocity", velocity), ("score", score)):
         if not callable(f):
             raise TypeError(f"{name} must be callable as {name}(x, t), got {type(f).__name__}")
-    diffusion_at(sigma, torch.zeros(1))  # check the type early
+    if not callable(g):
+        diffusion_at(g, torch.zeros(1))  # check a constant early (a callable is checked where it is used)
 
     def drift(x: Tensor, t: Tensor) -> Tensor:
-        s2 = diffusion_at(sigma, t).pow(2).reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-        return velocity(x, t) + 0.5 * s2 * score(x, t)
+        g2 = diffusion_at(g, t).pow(2).reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+        return velocity(x, t) + 0.5 * g2 * score(x, t)
 
     return drift
+
+
+class ForwardSDE(NamedTuple):
+    r"""Coefficients of the forward (noising) SDE :math:`dx = f(s)\,x\,ds + g(s)\,dW_s` at the
+    diffusion time :math:`s = 1 - t`; each a tensor of shape ``(B,)``.
+
+    Attributes:
+        f: the drift coefficient :math:`f = \frac{d\log\alpha}{ds} = -\dot\alpha_t/\alpha_t`.
+        g2: the squared diffusion coefficient :math:`g^2 = \frac{d\sigma^2}{ds} - 2f\sigma^2
+            = 2\sigma_t(\sigma_t\dot\alpha_t/\alpha_t - \dot\sigma_t)`.
+    """
+
+    f: Tensor
+    g2: Tensor
+
+
+def forward_sde_coefficients(scheduler: Scheduler, t: float | Tensor) -> ForwardSDE:
+    r"""The forward SDE of a Gaussian path (Kingma et al. 2021, "Variational diffusion models").
+
+    The diffusion literature runs time from the data, :math:`s = 1 - t`, and noises the data with
+    the linear SDE :math:`dx = f(s)\,x\,ds + g(s)\,dW_s`. Its kernel is
+    :math:`\mathcal N(\alpha(s) x_1, \sigma(s)^2 I)` with :math:`\alpha(s) = \alpha_{1-s}` and
+    :math:`\sigma(s) = \sigma_{1-s}` exactly when the mean and the variance solve
+    :math:`\frac{d\alpha}{ds} = f\alpha` and :math:`\frac{d\sigma^2}{ds} = 2f\sigma^2 + g^2`, i.e.
+
+    .. math:: f = \frac{d\log\alpha}{ds} = -\frac{\dot\alpha_t}{\alpha_t}, \qquad
+              g^2 = \frac{d\sigma^2}{ds} - 2f\sigma^2
+                  = 2\sigma_t\Big(\sigma_t\frac{\dot\alpha_t}{\alpha_t} - \dot\sigma_t\Big),
+
+    with the dots derivatives in the book's time t. For a variance-preserving path
+    (:math:`\alpha_t^2 + \sigma_t^2 = 1`) this is :math:`f = -\beta/2`, :math:`g^2 = \beta`
+    (Song et al. 2021). Note :math:`g^2/2` is the score coefficient of
+    :func:`fmbook.paths.velocity_from_score`.
+
+    Args:
+        scheduler: a :class:`fmbook.paths.Scheduler`.
+        t: the book's times, a float or ``(B,)`` in [0, 1].
+
+    Returns:
+        :class:`ForwardSDE` ``(f, g2)``, tensors ``(B,)`` evaluated at :math:`s = 1 - t`. Where
+        :math:`\alpha_t = 0` (the noise end t = 0 of CondOT or cosine, zero terminal SNR) f is
+        infinite: a ValueError. At :math:`\sigma_t = 0` the value of ``g2`` is as accurate as the
+        scheduler's :math:`\sigma_t\dot\sigma_t` there.
+    """
+    a, s, da, ds = check_scheduler(scheduler)(t)
+    if bool((a <= 0).any()):
+        raise ValueError(
+            "t: the forward SDE's drift f = d log(alpha)/ds is infinite where alpha_t = 0 "
+            "(the noise end of a path with zero terminal SNR); keep t where alpha_t > 0"
+        )
+    ratio = da / a
+    return ForwardSDE(-ratio, 2 * s * (s * ratio - ds))
+
+
+def _forward_sde_at(scheduler: Scheduler, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    f, g2 = forward_sde_coefficients(scheduler, t)
+    shape = (-1, *([1] * (x.ndim - 1)))
+    return f.to(x.dtype).reshape(shape), g2.to(x.dtype).reshape(shape)
+
+
+def forward_sde_diffusion(scheduler: Scheduler) -> Callable[[Tensor], Tensor]:
+    r"""The diffusion coefficient of the forward SDE as a function of the book's time,
+    :math:`g_t = g(1 - t) = \sqrt{g^2}` of :func:`forward_sde_coefficients`: a callable ``g(t)``,
+    ``t`` ``(B,)`` -> ``(B,)``, to pass as ``g`` to :func:`euler_maruyama` or :func:`sde_drift`."""
+    check_scheduler(scheduler)
+    return lambda t: forward_sde_coefficients(scheduler, t).g2.clamp_min(0).sqrt()
+
+
+def reverse_sde_drift(score: Velocity, scheduler: Scheduler) -> Velocity:
+    r"""The drift of the reverse-time SDE (Anderson 1982; Song et al. 2021), in the book's time.
+
+    In the diffusion time s the reverse SDE is :math:`dx = [f x - g^2\nabla\log p]\,ds + g\,d\bar W_s`,
+    run from s = 1 down to 0. With :math:`t = 1 - s` running forward it reads
+    :math:`dX_t = b_t(X_t)\,dt + g_t\,dW_t` with
+
+    .. math:: b_t(x) = -f\,x + g^2\,\nabla\log p_t(x), \qquad f, g^2 \text{ at } s = 1 - t,
+
+    which is :func:`sde_drift` with the probability-flow velocity (:func:`probability_flow_drift`)
+    and the diffusion coefficient :math:`g_t = g(1 - t)` (:func:`forward_sde_diffusion`).
+    ``score(x, t)`` with ``x`` ``(B, ...)``, ``t`` ``(B,)``; returns a callable ``drift(x, t)``.
+    """
+    check_callable(score, "score", "score(x, t)")
+    check_scheduler(scheduler)
+
+    def drift(x: Tensor, t: Tensor) -> Tensor:
+        f, g2 = _forward_sde_at(scheduler, x, t)
+        return -f * x + g2 * score(x, t)
+
+    return drift
+
+
+def probability_flow_drift(score: Velocity, scheduler: Scheduler) -> Velocity:
+    r"""The probability-flow ODE of the forward SDE (Song et al. 2021), in the book's time.
+
+    In the diffusion time s it is :math:`\frac{dx}{ds} = f x - \frac{g^2}{2}\nabla\log p`; since
+    :math:`dt = -ds`, the velocity in the book's time is
+
+    .. math:: u_t(x) = -f\,x + \frac{g^2}{2}\,\nabla\log p_t(x)
+              = \frac{\dot\alpha_t}{\alpha_t}x + \Big(\sigma_t^2\frac{\dot\alpha_t}{\alpha_t}
+              - \sigma_t\dot\sigma_t\Big)\nabla\log p_t(x),
+
+    the marginal velocity of Proposition 1 (:func:`fmbook.paths.velocity_from_score`).
+    ``score(x, t)`` with ``x`` ``(B, ...)``, ``t`` ``(B,)``; returns a callable ``velocity(x, t)``.
+    """
+    check_callable(score, "score", "score(x, t)")
+    check_scheduler(scheduler)
+
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        f, g2 = _forward_sde_at(scheduler, x, t)
+        return -f * x + 0.5 * g2 * score(x, t)
+
+    return velocity
 
 
 def euler_maruyama(
     drift: Velocity,
     x0: Tensor,
-    sigma: Diffusion,
+    g: Diffusion,
     steps: int | None = None,
     t_grid: Tensor | None = None,
     t0: float = 0.0,
@@ -474,18 +593,18 @@ def euler_maruyama(
     generator: torch.Generator | int | None = None,
     return_trajectory: bool = False,
 ) -> ODESolution:
-    r"""Simulate :math:`dX_t = b_t(X_t)\,dt + \sigma_t\,dW_t` by the Euler-Maruyama method
+    r"""Simulate :math:`dX_t = b_t(X_t)\,dt + g_t\,dW_t` by the Euler-Maruyama method
     (Algorithm 2 of the notes): on a grid :math:`t_0 < t_1 < \dots`, with :math:`h = t_{n+1} - t_n`,
 
-    .. math:: X_{t_{n+1}} = X_{t_n} + h\, b_{t_n}(X_{t_n}) + \sigma_{t_n}\sqrt{h}\, z_n,
+    .. math:: X_{t_{n+1}} = X_{t_n} + h\, b_{t_n}(X_{t_n}) + g_{t_n}\sqrt{h}\, z_n,
               \qquad z_n \sim \mathcal N(0, I).
 
-    With ``sigma = 0`` it is the Euler method for the ODE.
+    With ``g = 0`` it is the Euler method for the ODE.
 
     Args:
         drift: callable ``drift(x, t)``, ``x`` ``(B, ...)``, ``t`` ``(B,)``; e.g. :func:`sde_drift`.
         x0: initial states ``(B, ...)``.
-        sigma: the diffusion coefficient, a number >= 0 or a callable ``sigma(t)``.
+        g: the diffusion coefficient :math:`g_t`, a number >= 0 or a callable ``g(t)``.
         steps: number of uniform steps from ``t0`` to ``t1``; or give ``t_grid``.
         t_grid: a strictly increasing grid of times in [0, 1].
         generator: a ``torch.Generator`` or an int seed for the Brownian increments.
@@ -503,11 +622,11 @@ def euler_maruyama(
     grid = grid.to(device=x.device, dtype=torch.float64)
     gen = _generator_for(generator, x)
     counted = _CountingVelocity(drift, x.shape)
-    diffusion_at(sigma, grid[:1].to(x.dtype))  # fail early on a bad sigma
+    diffusion_at(g, grid[:1].to(x.dtype))  # fail early on a bad g
     states = [x] if return_trajectory else None
     for i in range(grid.shape[0] - 1):
         t, h = _at(grid[i], x), (grid[i + 1] - grid[i]).item()
-        s = diffusion_at(sigma, t).reshape(-1, *([1] * (x.ndim - 1)))
+        s = diffusion_at(g, t).reshape(-1, *([1] * (x.ndim - 1)))
         noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
         x = x + h * counted(x, t) + s * (h**0.5) * noise
         if states is not None:
