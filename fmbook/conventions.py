@@ -21,7 +21,7 @@ in other variables; each function below is one translation, named after the pape
 * rectified flow (Liu et al. 2022) and I-CFM (Tong et al. 2023): the linear interpolant, with
   Tong's optional constant noise (:func:`linear_interpolant`);
 * loss weightings: the factor that turns the noise-prediction loss into the loss of another
-  parameterization, sample by sample (:func:`epsilon_loss_weight`).
+  parameterization, sample by sample (:func:`fmbook.losses.epsilon_loss_weight`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ._validation import TimeLike, as_time, broadcast_time, check_batch, check_positive_float, check_same_shape
 from .ddpm import DDPMSchedule
-from .paths import PARAMETERIZATIONS, PathSample, Scheduler, check_scheduler, time_at_snr
+from .paths import PathSample, Scheduler, check_scheduler, time_at_snr
 
 
 def _times(t: TimeLike, name: str = "t") -> Tensor:
@@ -402,40 +402,3 @@ def linear_interpolant(
 # ---------------------------------------------------------------------------------------------
 # Loss weightings
 # ---------------------------------------------------------------------------------------------
-
-
-def epsilon_loss_weight(parameterization: str, scheduler: Scheduler, t: TimeLike) -> Tensor:
-    r"""The weight :math:`w_t` that turns the noise-prediction loss into another parameterization's, sample by sample.
-
-    :math:`\lVert f_\theta - f\rVert^2 = w_t\lVert\hat\varepsilon_\theta - \varepsilon\rVert^2`.
-
-    On a Gaussian path (source :math:`\mathcal N(0, I)`, :math:`\varepsilon = x_0`), at a fixed point
-    :math:`x_t = \alpha_t x_1 + \sigma_t\varepsilon`, each parameterization :math:`f` of
-    :data:`fmbook.paths.PARAMETERIZATIONS` is an affine function of the noise prediction, so the squared
-    errors of a prediction and of its conversion (:func:`fmbook.paths.convert`) are proportional:
-
-    * ``"epsilon"``, ``"x0"``: :math:`w_t = 1` (DDPM's :math:`L_{\text{simple}}`);
-    * ``"score"``: :math:`w_t = 1/\sigma_t^2`; the denoising score-matching loss weighted by
-      :math:`\lambda_t = \sigma_t^2` (Song et al. 2021) is the noise-prediction loss;
-    * ``"x1"``: :math:`w_t = \sigma_t^2/\alpha_t^2 = 1/\mathrm{SNR}_t` (EDM's :math:`\sigma^2`);
-    * ``"velocity"``: :math:`w_t = b_t^2` with :math:`b_t = \dot\sigma_t - \sigma_t\dot\alpha_t/\alpha_t`,
-      the coefficient of :math:`\hat\varepsilon` in the velocity (:func:`fmbook.paths.velocity_coefficients`):
-      the flow-matching loss is the noise-prediction loss weighted by :math:`b_t^2` (for CondOT, :math:`1/t^2`).
-
-    ``t``: a float or ``(B,)``; returns ``(B,)``. Where the weight is infinite (:math:`\alpha_t = 0` for
-    ``"x1"`` and ``"velocity"``, :math:`\sigma_t = 0` for ``"score"``) a ValueError is raised.
-    """
-    if not isinstance(parameterization, str) or parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
-    a, s, da, ds = check_scheduler(scheduler)(_times(t))
-    if parameterization in ("epsilon", "x0"):
-        return torch.ones_like(a)
-    if parameterization == "score":
-        if bool((s <= 0).any()):
-            raise ValueError("the score loss weight 1 / sigma_t^2 is infinite where sigma_t = 0")
-        return 1 / s**2
-    if bool((a <= 0).any()):
-        raise ValueError(f"the {parameterization} loss weight is infinite where alpha_t = 0 (e.g. t = 0 of CondOT)")
-    if parameterization == "x1":
-        return (s / a) ** 2
-    return (ds - s * da / a) ** 2

@@ -322,7 +322,7 @@ def test_edm_preconditioning_and_loss_weight():
     edm = conventions.edm_loss_weight(sig) * ((d_hat - x1) ** 2).sum(1)
     eps_loss = ((eps_hat - eps) ** 2).sum(1)
     assert torch.allclose(edm, conventions.edm_loss_weight(sig) * sig**2 * eps_loss, rtol=1e-9)
-    assert torch.allclose(conventions.epsilon_loss_weight("x1", sched, t), sig**2, rtol=1e-12)
+    assert torch.allclose(losses.epsilon_loss_weight(sched, t, "x1"), sig**2, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,12 +428,12 @@ def test_loss_weightings_per_sample(scheduler):
     sigma = scheduler(t).sigma_t
     # DSM weighted by lambda = sigma^2 (Song et al. 2021) is the noise-prediction loss
     assert torch.allclose(sigma**2 * dsm, eps_loss, rtol=1e-9)
-    assert torch.allclose(conventions.epsilon_loss_weight("score", scheduler, t) * eps_loss, dsm, rtol=1e-9)
+    assert torch.allclose(losses.epsilon_loss_weight(scheduler, t, "score") * eps_loss, dsm, rtol=1e-9)
     # FM is the noise-prediction loss weighted by b_t^2
     b_eps = paths.velocity_coefficients(scheduler, t, "epsilon")[1]
     assert torch.allclose(fm, b_eps**2 * eps_loss, rtol=1e-9)
-    assert torch.allclose(conventions.epsilon_loss_weight("velocity", scheduler, t) * eps_loss, fm, rtol=1e-9)
-    assert torch.allclose(conventions.epsilon_loss_weight("epsilon", scheduler, t), torch.ones_like(t))
+    assert torch.allclose(losses.epsilon_loss_weight(scheduler, t, "velocity") * eps_loss, fm, rtol=1e-9)
+    assert torch.allclose(losses.epsilon_loss_weight(scheduler, t, "epsilon"), torch.ones_like(t))
     # controls: weight sigma instead of sigma^2; the b_t of the x1 parameterization
     assert _max_rel(sigma * dsm, eps_loss) > 0.05
     b_x1 = paths.velocity_coefficients(scheduler, t, "x1")[1]
@@ -442,7 +442,7 @@ def test_loss_weightings_per_sample(scheduler):
 
 def test_condot_velocity_weight_is_one_over_t_squared():
     t = torch.linspace(0.05, 1, 20, dtype=F64)
-    assert torch.allclose(conventions.epsilon_loss_weight("velocity", paths.CondOTScheduler(), t), 1 / t**2)
+    assert torch.allclose(losses.epsilon_loss_weight(paths.CondOTScheduler(), t, "velocity"), 1 / t**2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,6 +478,6 @@ def test_bad_input_is_refused_with_the_argument_named():
     with pytest.raises(TypeError, match="log_snr"):
         conventions.vp_coefficients_from_log_snr(torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="parameterization"):
-        conventions.epsilon_loss_weight("noise", paths.CondOTScheduler(), 0.5)
+        losses.epsilon_loss_weight(paths.CondOTScheduler(), 0.5, "noise")
     with pytest.raises(ValueError, match="alpha_t = 0"):
-        conventions.epsilon_loss_weight("velocity", paths.CondOTScheduler(), 0.0)
+        losses.epsilon_loss_weight(paths.CondOTScheduler(), 0.0, "velocity")
