@@ -7,7 +7,8 @@ any device and return indices or tensors on the device of their inputs.
 * :func:`exact_plan`, :func:`sinkhorn_plan`, :func:`plan_cost`, :func:`w2`: the Kantorovich
   problem :math:`\min_\pi \sum_{ij} \pi_{ij} \lVert x_{0,i} - x_{1,j}\rVert^2` and
   :math:`W_2 = (\min_\pi \dots)^{1/2}`; :func:`gaussian_w2` is the closed form between two Gaussians.
-* :func:`ot_pair_indices`, :func:`ot_pair`: the mini-batch OT coupling of OT-CFM (Tong et al.).
+* :func:`ot_pair_indices`, :func:`ot_pair`: the mini-batch OT coupling of OT-CFM (Tong et al.);
+  :func:`monotonicity_gaps`, the pairwise test that an optimal pairing passes.
 * :func:`kinetic_energy`, :func:`straightness`, :func:`normalized_path_energy`: how much a
   flow moves, measured on its trajectories.
 * :func:`coupled_cfm_loss`, :func:`train_with_coupling`: conditional flow matching with an
@@ -257,6 +258,33 @@ def ot_pair_indices(
         k = torch.multinomial(flat / flat.sum(), batch, replacement=True, generator=generator)
         i, j = k // batch, k % batch
     return i.to(x0.device), j.to(x0.device)
+
+
+def monotonicity_gaps(x0: Tensor, x1: Tensor) -> Tensor:
+    r"""The pairwise monotonicity gaps of a coupling given as paired rows: a float64 CPU matrix ``(B, B)``,
+
+    .. math:: G_{ij} = \langle x_{0,i} - x_{0,j},\ x_{1,i} - x_{1,j}\rangle
+              = \tfrac12\big(C_{ij} + C_{ji} - C_{ii} - C_{jj}\big),
+              \qquad C_{ij} = \lVert x_{0,i} - x_{1,j}\rVert^2 .
+
+    :math:`G_{ij}` is half what swapping the partners of rows ``i`` and ``j`` would add to the
+    cost, so every pairing of minimal cost (an optimal permutation) has :math:`G \ge 0`: the
+    two-point case of cyclical monotonicity, necessary for optimality (not sufficient). If
+    :math:`G_{ij} > 0` the straight paths :math:`(1 - t)x_0 + t x_1` of rows ``i`` and ``j``
+    never meet at a time :math:`t \in [0, 1)`, since meeting at :math:`t` forces
+    :math:`G_{ij} = -\tfrac{1 - t}{t}\lVert x_{0,i} - x_{0,j}\rVert^2 \le 0`.
+
+    Args:
+        x0, x1: paired batches ``(B, ...)`` of the same shape (row ``k`` of ``x0`` is coupled
+            with row ``k`` of ``x1``); images are flattened.
+    """
+    x0, x1 = _same_size_batches(x0, x1)
+    a = x0.detach().reshape(x0.shape[0], -1).to("cpu", torch.float64)
+    b = x1.detach().reshape(x1.shape[0], -1).to("cpu", torch.float64)
+    # <a_i - a_j, b_i - b_j> = <a_i, b_i> + <a_j, b_j> - <a_i, b_j> - <a_j, b_i>
+    cross = a @ b.T
+    diag = cross.diagonal()
+    return (diag[:, None] + diag[None, :]) - (cross + cross.T)  # symmetric to the last bit
 
 
 def ot_pair(
