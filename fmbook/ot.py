@@ -271,9 +271,10 @@ def ot_pair_indices(
 ) -> tuple[Tensor, Tensor]:
     r"""Indices ``(i, j)`` that pair the rows of two batches by optimal transport.
 
-    ``x0[i]`` and ``x1[j]`` are the pairs. With ``method="exact"`` the optimal plan of two
-    uniform batches of the same size is a permutation (a vertex of the Birkhoff polytope):
-    ``i = arange(B)`` and ``j`` is that permutation, so every point is used once. With
+    ``x0[i]`` and ``x1[j]`` are the pairs. With ``method="exact"``: two uniform batches of the
+    same size always have an optimal plan that is a permutation (a vertex of the Birkhoff
+    polytope; not every optimal plan is one when several tie), and the network simplex returns a
+    vertex: ``i = arange(B)`` and ``j`` is that permutation, so every point is used once. With
     ``method="sinkhorn"`` the entropic plan (``reg`` relative to the mean cost of the batch)
     is sampled ``B`` times with replacement, as in Tong et al. (2023).
 
