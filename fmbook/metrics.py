@@ -1,7 +1,8 @@
 r"""Distances between two sets of samples, and their noise floors.
 
-* :func:`sliced_w2`: the sliced 2-Wasserstein distance, the root mean over directions
-  :math:`\theta` of :math:`W_2^2` between the projections :math:`\langle x, \theta\rangle`.
+* :func:`sliced_w2`: the sliced 2-Wasserstein distance, the root-mean-square over directions
+  :math:`\theta` of the 1-D :math:`W_2` between the projections :math:`\langle x, \theta\rangle`,
+  :math:`(\operatorname{mean}_\theta W_2^2(\theta_\# a, \theta_\# b))^{1/2}` (not the mean of the 1-D :math:`W_2`).
   In 1-D, :math:`W_2` is the :math:`L^2` distance between quantile functions, so sorting does it.
 * :func:`exact_w2`: the 2-Wasserstein distance by exact optimal transport (POT).
 * :func:`flow_w2_bound`: how far from the data a flow can land, given its flow-matching loss.
@@ -55,10 +56,17 @@ def _quantiles(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
 
 
 def sliced_w2(a: Tensor, b: Tensor, n_directions: int = 128) -> float:
-    """Sliced 2-Wasserstein distance between point sets ``a`` ``(n, d)`` and ``b`` ``(m, d)``.
+    r"""Sliced 2-Wasserstein distance between point sets ``a`` ``(n, d)`` and ``b`` ``(m, d)``.
 
-    ``sqrt(mean_theta W2^2(a.theta, b.theta))``; for ``n != m`` the quantile functions are
-    compared at the midpoints of ``max(n, m)`` equal probability bins.
+    The root-mean-square over the directions :math:`\theta` of :func:`slicing_directions` of the
+    1-D :math:`W_2` between the projections,
+
+    .. math:: SW_2(a, b) = \Big(\frac1K \sum_k W_2^2\big(\langle a, \theta_k\rangle,
+              \langle b, \theta_k\rangle\big)\Big)^{1/2},
+
+    which is at least the mean of the 1-D :math:`W_2` (Jensen). Each 1-D :math:`W_2` is the
+    :math:`L^2` distance between quantile functions (sorting); for ``n != m`` the quantile functions
+    are compared at the midpoints of ``max(n, m)`` equal probability bins.
     """
     a, b = _pair(a, b)
     return _sliced_w2_of_sorted(_sorted_projections(a, n_directions), _sorted_projections(b, n_directions))

@@ -6,10 +6,13 @@ any device and return indices or tensors on the device of their inputs.
 
 * :func:`exact_plan`, :func:`sinkhorn_plan`, :func:`plan_cost`, :func:`w2`: the Kantorovich
   problem :math:`\min_\pi \sum_{ij} \pi_{ij} \lVert x_{0,i} - x_{1,j}\rVert^2` and
-  :math:`W_2 = (\min_\pi \dots)^{1/2}`; :func:`gaussian_w2` is the closed form between two Gaussians.
-* :func:`ot_pair_indices`, :func:`ot_pair`: the mini-batch OT coupling of OT-CFM (Tong et al.).
-* :func:`kinetic_energy`, :func:`straightness`, :func:`normalized_path_energy`: how much a
-  flow moves, measured on its trajectories.
+  :math:`W_2 = (\min_\pi \dots)^{1/2}`; :func:`gaussian_w2` is the closed form between two Gaussians;
+  :func:`gaussian_icfm_velocity`, :func:`gaussian_icfm_energy`: the I-CFM flow between two Gaussians on
+  the line, whose map is optimal and whose path is not.
+* :func:`ot_pair_indices`, :func:`ot_pair`: the mini-batch OT coupling of OT-CFM (Tong et al.);
+  :func:`monotonicity_gaps`, the pairwise test that an optimal pairing passes.
+* :func:`kinetic_energy`, :func:`straightness`, :func:`normalized_path_energy`, :func:`energy_gap`:
+  how much a flow moves, measured on its trajectories.
 * :func:`coupled_cfm_loss`, :func:`train_with_coupling`: conditional flow matching with an
   independent, OT, entropic-OT or given ("paired") coupling of source and data.
 * :func:`reflow_coupling`: the coupling :math:`(X_0, \psi_1(X_0))` of a trained flow, the
@@ -194,6 +197,53 @@ def gaussian_w2(mean0: Tensor, cov0: Tensor, mean1: Tensor, cov1: Tensor) -> flo
     return math.sqrt(max(float(value), 0.0))
 
 
+def _gaussian_1d_parameters(mean0: float, std0: float, mean1: float, std1: float) -> tuple[float, ...]:
+    for name, value in (("mean0", mean0), ("mean1", mean1)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(mean0), check_positive_float(std0, "std0"), float(mean1), check_positive_float(std1, "std1")
+
+
+def gaussian_icfm_velocity(
+    x: Tensor, t: float | Tensor, mean0: float, std0: float, mean1: float, std1: float
+) -> Tensor:
+    r"""The exact marginal velocity of I-CFM between two Gaussians on the line.
+
+    With :math:`X_0 \sim \mathcal N(m_0, s_0^2)` and :math:`X_1 \sim \mathcal N(m_1, s_1^2)`
+    independent and the linear path :math:`X_t = (1 - t)X_0 + tX_1 \sim \mathcal N(m_t, s_t^2)`,
+    :math:`m_t = (1 - t)m_0 + t m_1`, :math:`s_t^2 = (1 - t)^2 s_0^2 + t^2 s_1^2`, the pair
+    :math:`(X_1 - X_0, X_t)` is jointly Gaussian, so :math:`E[X_1 - X_0 \mid X_t = x]` is affine in
+    :math:`x`:
+
+    .. math:: u_t(x) = (m_1 - m_0) + \frac{\dot s_t}{s_t}\,(x - m_t),
+              \qquad \frac{\dot s_t}{s_t} = \frac{t s_1^2 - (1 - t) s_0^2}{s_t^2}.
+
+    Its flow is :math:`\psi_t(x) = m_t + s_t (x - m_0)/s_0`; :math:`\psi_1` is increasing, the
+    optimal transport map of the line. Shapes: ``x`` ``(B, 1)``, ``t`` a float or ``(B,)``;
+    returns ``(B, 1)``.
+    """
+    m0, s0, m1, s1 = _gaussian_1d_parameters(mean0, std0, mean1, std1)
+    x = check_points(x, "x", dim=1)
+    t = as_time(t, x.shape[0], x)[:, None]
+    var_t = (1 - t) ** 2 * s0**2 + t**2 * s1**2
+    return (m1 - m0) + (t * s1**2 - (1 - t) * s0**2) / var_t * (x - ((1 - t) * m0 + t * m1))
+
+
+def gaussian_icfm_energy(mean0: float, std0: float, mean1: float, std1: float) -> float:
+    r"""The kinetic energy of the flow of :func:`gaussian_icfm_velocity`, in closed form:
+
+    .. math:: \int_0^1 \E\, u_t(X_t)^2 \,dt = (m_1 - m_0)^2 + \int_0^1 \dot s_t^2\,dt
+              = (m_1 - m_0)^2 + s_0^2 + s_1^2 - \tfrac{\pi}{2} s_0 s_1 .
+
+    (:math:`\dot s_t^2 = A - s_0^2 s_1^2 / s_t^2` with :math:`A = s_0^2 + s_1^2`, and
+    :math:`\int_0^1 dt / s_t^2 = \pi / (2 s_0 s_1)`.) It exceeds
+    :math:`W_2^2 = (m_1 - m_0)^2 + (s_1 - s_0)^2` by :math:`(2 - \pi/2) s_0 s_1`, although the
+    flow's map is the optimal one.
+    """
+    m0, s0, m1, s1 = _gaussian_1d_parameters(mean0, std0, mean1, std1)
+    return (m1 - m0) ** 2 + s0**2 + s1**2 - 0.5 * math.pi * s0 * s1
+
+
 # --------------------------------------------------------------------------------------
 # The mini-batch OT coupling
 # --------------------------------------------------------------------------------------
@@ -221,9 +271,10 @@ def ot_pair_indices(
 ) -> tuple[Tensor, Tensor]:
     r"""Indices ``(i, j)`` that pair the rows of two batches by optimal transport.
 
-    ``x0[i]`` and ``x1[j]`` are the pairs. With ``method="exact"`` the optimal plan of two
-    uniform batches of the same size is a permutation (a vertex of the Birkhoff polytope):
-    ``i = arange(B)`` and ``j`` is that permutation, so every point is used once. With
+    ``x0[i]`` and ``x1[j]`` are the pairs. With ``method="exact"``: two uniform batches of the
+    same size always have an optimal plan that is a permutation (a vertex of the Birkhoff
+    polytope; not every optimal plan is one when several tie), and the network simplex returns a
+    vertex: ``i = arange(B)`` and ``j`` is that permutation, so every point is used once. With
     ``method="sinkhorn"`` the entropic plan (``reg`` relative to the mean cost of the batch)
     is sampled ``B`` times with replacement, as in Tong et al. (2023).
 
@@ -257,6 +308,33 @@ def ot_pair_indices(
         k = torch.multinomial(flat / flat.sum(), batch, replacement=True, generator=generator)
         i, j = k // batch, k % batch
     return i.to(x0.device), j.to(x0.device)
+
+
+def monotonicity_gaps(x0: Tensor, x1: Tensor) -> Tensor:
+    r"""The pairwise monotonicity gaps of a coupling given as paired rows: a float64 CPU matrix ``(B, B)``,
+
+    .. math:: G_{ij} = \langle x_{0,i} - x_{0,j},\ x_{1,i} - x_{1,j}\rangle
+              = \tfrac12\big(C_{ij} + C_{ji} - C_{ii} - C_{jj}\big),
+              \qquad C_{ij} = \lVert x_{0,i} - x_{1,j}\rVert^2 .
+
+    :math:`G_{ij}` is half what swapping the partners of rows ``i`` and ``j`` would add to the
+    cost, so every pairing of minimal cost (an optimal permutation) has :math:`G \ge 0`: the
+    two-point case of cyclical monotonicity, necessary for optimality (not sufficient). If
+    :math:`G_{ij} > 0` the straight paths :math:`(1 - t)x_0 + t x_1` of rows ``i`` and ``j``
+    never meet at a time :math:`t \in [0, 1)`, since meeting at :math:`t` forces
+    :math:`G_{ij} = -\tfrac{1 - t}{t}\lVert x_{0,i} - x_{0,j}\rVert^2 \le 0`.
+
+    Args:
+        x0, x1: paired batches ``(B, ...)`` of the same shape (row ``k`` of ``x0`` is coupled
+            with row ``k`` of ``x1``); images are flattened.
+    """
+    x0, x1 = _same_size_batches(x0, x1)
+    a = x0.detach().reshape(x0.shape[0], -1).to("cpu", torch.float64)
+    b = x1.detach().reshape(x1.shape[0], -1).to("cpu", torch.float64)
+    # <a_i - a_j, b_i - b_j> = <a_i, b_i> + <a_j, b_j> - <a_i, b_j> - <a_j, b_i>
+    cross = a @ b.T
+    diag = cross.diagonal()
+    return (diag[:, None] + diag[None, :]) - (cross + cross.T)  # symmetric to the last bit
 
 
 def ot_pair(
@@ -340,18 +418,41 @@ def transport_cost(x0: Tensor, x1: Tensor) -> float:
     return float(diff.pow(2).sum(1).mean())
 
 
-def normalized_path_energy(energy: float, w2_squared: float) -> float:
-    r"""The normalized path energy of Tong et al. (2023): :math:`|E - W_2^2| / W_2^2`.
-
-    ``energy`` is the kinetic energy of a flow from :math:`P` to :math:`Q` and ``w2_squared``
-    is :math:`W_2^2(P, Q)`; by the Benamou-Brenier formula 0 is reached only by the OT flow.
-    """
+def _check_energies(energy: float, w2_squared: float) -> None:
     for name, value in (("energy", energy), ("w2_squared", w2_squared)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     check_positive_float(energy, "energy", allow_zero=True)
     check_positive_float(w2_squared, "w2_squared")
+
+
+def normalized_path_energy(energy: float, w2_squared: float) -> float:
+    r"""The normalized path energy of Tong et al. (2023): :math:`|E - W_2^2| / W_2^2`.
+
+    ``energy`` is the kinetic energy of a flow from :math:`P` to :math:`Q` and ``w2_squared``
+    is :math:`W_2^2(P, Q)`; by the Benamou-Brenier formula 0 is reached only by the OT flow.
+    The absolute value hides energies *below* :math:`W_2^2`, which no exact flow has (they
+    reveal an estimate of :math:`W_2^2` that is too large, or a flow that misses :math:`Q`);
+    :func:`energy_gap` keeps the sign.
+    """
+    _check_energies(energy, w2_squared)
     return abs(energy - w2_squared) / w2_squared
+
+
+def energy_gap(energy: float, w2_squared: float) -> float:
+    r"""The signed relative gap :math:`(E - W_2^2) / W_2^2` between a kinetic energy and a squared :math:`W_2`.
+
+    For the energy :math:`E` of a flow :math:`\psi` measured by :func:`kinetic_energy` on the
+    trajectories of points ``x0`` and ``w2_squared`` :math:`= W_2^2(x_0, \psi_1(x_0))`, the
+    squared :math:`W_2` between ``x0`` and the flow's own end points (:func:`w2`), the gap is
+    never negative: :math:`E \ge \frac1B\sum_b\lVert \psi_1(x_{0,b}) - x_{0,b}\rVert^2 \ge
+    W_2^2(x_0, \psi_1(x_0))`, by the straight-path lemma for each piecewise-linear path and
+    because the flow's pairing is one of the plans. It is 0 only for straight paths at constant
+    speed whose pairing is optimal. Against an estimate of :math:`W_2^2(P, Q)` from independent
+    samples it can be negative.
+    """
+    _check_energies(energy, w2_squared)
+    return (energy - w2_squared) / w2_squared
 
 
 def curl_2d(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: float | Tensor) -> Tensor:
