@@ -680,13 +680,14 @@ def gaussian_marginal_velocity(x: Tensor, t: TimeLike, mean: Tensor | float, std
     r"""The marginal velocity of the linear path from :math:`\mathcal N(0, I)` to :math:`\mathcal N(m, s^2 I)`.
 
     For the independent coupling, :math:`X_t = t X_1 + (1 - t) X_0` is Gaussian with mean :math:`t m`
-    and variance :math:`\sigma_t^2 = (1 - t)^2 + t^2 s^2`, jointly Gaussian with :math:`X_1 - X_0`, so
+    and variance :math:`\tau_t^2 = (1 - t)^2 + t^2 s^2`, jointly Gaussian with :math:`X_1 - X_0`, so
     the conditional expectation is the linear regression
 
-    .. math:: u_t(x) = \mathbb E[X_1 - X_0 \mid X_t = x] = m + \frac{t s^2 - (1 - t)}{\sigma_t^2}\,(x - t m).
+    .. math:: u_t(x) = \mathbb E[X_1 - X_0 \mid X_t = x] = m + \frac{t s^2 - (1 - t)}{\tau_t^2}\,(x - t m).
 
     Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``mean`` a float or ``(d,)``, ``std`` a
-    positive float; returns ``(B, d)``. Finite on all of [0, 1] (:math:`\sigma_t^2 > 0`).
+    positive float; returns ``(B, d)``. Finite on all of [0, 1] (:math:`\tau_t^2 > 0`; the letter
+    :math:`\sigma_t` is the schedule's, here :math:`1 - t`).
     """
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)

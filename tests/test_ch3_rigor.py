@@ -112,11 +112,11 @@ def test_marginal_velocity_jacobian_rates_near_the_data_end():
 def _gaussian_example(m=1.0, s=2.0, c=0.1, steps=4000):
     """P = N(0, 1), Q = N(m, s^2), independent coupling; v = u + c. Returns (e_1 by RK4, closed form, L)."""
 
-    def sigma2(t):
+    def tau2(t):
         return (1 - t) ** 2 + t**2 * s**2
 
     def a(t):
-        return (t * s**2 - (1 - t)) / sigma2(t)
+        return (t * s**2 - (1 - t)) / tau2(t)
 
     e, h = 0.0, 1.0 / steps
     for k in range(steps):  # e' = a(t) e + c, the difference of the two flows from the same x0
@@ -127,7 +127,7 @@ def _gaussian_example(m=1.0, s=2.0, c=0.1, steps=4000):
         k4 = a(t + h) * (e + h * k3) + c
         e += h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
     grid = torch.linspace(0, 1, 200_001, dtype=torch.float64)
-    closed = c * s * torch.trapezoid(1 / sigma2(grid).sqrt(), grid).item()
+    closed = c * s * torch.trapezoid(1 / tau2(grid).sqrt(), grid).item()
     lipschitz = max(abs(a(float(t))) for t in torch.linspace(0, 1, 10_001))
     return e, closed, lipschitz
 
