@@ -1,0 +1,96 @@
+"""Chapter 7 rigor tests: the error factors of noise prediction at the noise end (DDIM's first step and the
+probability-flow velocity), each against a direct perturbation experiment, with negative controls."""
+
+import math
+
+import pytest
+import torch
+
+from fmbook import ddpm, paths
+
+
+@pytest.fixture(autouse=True)
+def float64_by_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _some_noise_model(x, t):
+    """A fixed nonlinear noise predictor (any function of (x, t) will do: the DDIM step is affine in it)."""
+    return torch.tanh(x) * (1 + t[:, None]) + 0.3 * torch.sin(3 * x[:, [1, 0]])
+
+
+def _shifted(model, delta):
+    return lambda x, t: model(x, t) + delta
+
+
+def _measured_ddim_gain(schedule, steps, delta):
+    """Perturb eps-hat by delta and measure the change of the first DDIM step, per unit of delta."""
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    clean = ddpm.ddim_sample(_some_noise_model, x, schedule, steps, return_trajectory=True).trajectory[:, 1]
+    moved = ddpm.ddim_sample(_shifted(_some_noise_model, delta), x, schedule, steps, return_trajectory=True)
+    change = moved.trajectory[:, 1] - clean
+    gain = (change * delta).sum() / (delta * delta).sum()  # least squares: change = gain * delta
+    residual = (change - gain * delta).norm() / change.norm()
+    return gain.item(), residual.item()
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.parametrize("steps", [50, 20, 10, 5])
+def test_ddim_noise_gain_matches_a_perturbation_experiment(name, steps):
+    schedule = ddpm.linear_schedule(1000) if name == "linear" else ddpm.cosine_schedule(1000)
+    k, j = ddpm.ddim_timesteps(schedule.T, steps)[:2]
+    delta = 1e-3 * torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
+    measured, residual = _measured_ddim_gain(schedule, steps, delta)
+    predicted = ddpm.ddim_noise_gain(schedule, k, j)
+    assert residual < 1e-6  # the change is exactly proportional to delta
+    assert measured == pytest.approx(predicted, rel=1e-6)
+    # Negative control: the amplification of x0-hat alone, sigma_T / alpha_T, fails the same check by far.
+    naive = math.sqrt((1 - schedule.alpha_bar[k].item()) / schedule.alpha_bar[k].item())
+    assert abs(measured) != pytest.approx(naive, rel=0.5)
+
+
+def test_ddim_noise_gain_figures():
+    linear, cosine = ddpm.linear_schedule(1000), ddpm.cosine_schedule(1000)
+    first = {s: ddpm.ddim_timesteps(1000, s)[:2] for s in (50, 20, 10, 5)}
+    lin = {s: abs(ddpm.ddim_noise_gain(linear, *first[s])) for s in first}
+    assert lin[50] == pytest.approx(0.22, abs=0.005) and lin[20] == pytest.approx(0.64, abs=0.005)
+    assert lin[10] == pytest.approx(1.61, abs=0.01) and lin[5] == pytest.approx(5.16, abs=0.01)
+    assert abs(ddpm.ddim_noise_gain(cosine, *first[50])) == pytest.approx(631, rel=0.01)
+    # The closed form, from alpha-bar directly.
+    ab = linear.alpha_bar
+    k, j = first[10]
+    direct = math.sqrt(1 - ab[j]) - math.sqrt(ab[j]) * math.sqrt(1 - ab[k]) / math.sqrt(ab[k])
+    assert ddpm.ddim_noise_gain(linear, k, j) == pytest.approx(direct, rel=1e-10)
+    # The step to the very next level (j = k - 1) moves the state by an amount of order beta_k, not sigma/alpha.
+    assert abs(ddpm.ddim_noise_gain(linear, 1000, 999)) < 0.02
+
+
+@pytest.mark.parametrize("bad, match", [((0, 0), "k"), ((1001, 0), "k"), ((10, 10), "j"), ((10, -1), "j"),
+                                        ((10.0, 0), "k"), ((10, 1.0), "j")])
+def test_ddim_noise_gain_bad_input(bad, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        ddpm.ddim_noise_gain(ddpm.linear_schedule(1000), *bad)
+
+
+def test_velocity_error_factor_at_the_noise_end():
+    """The eps -> velocity coefficient b_0 = dsigma_0 - sigma_0 dalpha_0 / alpha_0 is about -beta_max / 2 = -10 for
+    the linear schedule; it is what a perturbation of eps-hat does to the probability-flow velocity at t = 0."""
+    linear = ddpm.DiscreteVPScheduler(ddpm.linear_schedule(1000))
+    t0 = torch.zeros(1)
+    _, b0 = paths.velocity_coefficients(linear, t0, "epsilon")
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(2))
+    delta = 1e-3 * torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
+    t = torch.zeros(64)
+    change = (ddpm.probability_flow_velocity(_shifted(_some_noise_model, delta), linear)(x, t)
+              - ddpm.probability_flow_velocity(_some_noise_model, linear)(x, t))
+    torch.testing.assert_close(change, b0 * delta, rtol=1e-6, atol=1e-12)
+    assert b0.item() == pytest.approx(-10.1, abs=0.05)
+    # Independently: dalpha / alpha at t = 0 is -(T / 2) log(1 - beta_T), about T beta_T / 2 = 10, and sigma_0 ~ 1.
+    assert b0.item() == pytest.approx(-0.5 * 1000 * -math.log1p(-0.02), rel=1e-3)
+    # Negative control: the x1-hat factor sigma_0 / alpha_0 (about 157) is not the velocity's factor.
+    out = linear(t0)
+    assert (out.sigma_t / out.alpha_t).item() != pytest.approx(abs(b0.item()), rel=0.5)
+    assert (out.sigma_t / out.alpha_t).item() == pytest.approx(157.4, abs=0.1)
