@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fmbook import ddpm, paths
+from fmbook import ddpm, metrics, paths
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +94,49 @@ def test_velocity_error_factor_at_the_noise_end():
     out = linear(t0)
     assert (out.sigma_t / out.alpha_t).item() != pytest.approx(abs(b0.item()), rel=0.5)
     assert (out.sigma_t / out.alpha_t).item() == pytest.approx(157.4, abs=0.1)
+
+
+# ------------------------------------------------------------------ moment z-scores (the chain = closed form check)
+
+
+def test_moment_zscores_are_standard_normal_under_the_claim():
+    g = torch.Generator().manual_seed(4)
+    cov = torch.tensor([[2.0, 0.6], [0.6, 1.0]])
+    chol = torch.linalg.cholesky(cov)
+    mean = torch.tensor([1.0, -2.0])
+    zs = []
+    for _ in range(300):
+        x = mean + torch.randn(2000, 2, generator=g) @ chol.T
+        z_mean, z_cov = metrics.moment_zscores(x, mean, cov)
+        zs.append(torch.cat([z_mean, z_cov[0, :], z_cov[1, 1:]]))
+    zs = torch.stack(zs)
+    # Each entry: mean about 0 and standard deviation about 1 (300 draws: standard errors 0.06 and 0.04).
+    assert zs.mean(0).abs().max() < 0.25
+    assert ((zs.std(0) - 1).abs() < 0.15).all()
+    # Negative control: a claimed covariance 20% too large is many standard errors off.
+    x = mean + torch.randn(2000, 2, generator=g) @ chol.T
+    _, z_cov = metrics.moment_zscores(x, mean, 1.2 * cov)
+    assert z_cov.diagonal().abs().min() > 4
+
+
+def test_moment_zscores_bad_input():
+    with pytest.raises(ValueError, match="mean"):
+        metrics.moment_zscores(torch.randn(10, 2), torch.zeros(3), torch.eye(2))
+    with pytest.raises(ValueError, match="cov"):
+        metrics.moment_zscores(torch.randn(10, 2), torch.zeros(2), torch.eye(3))
+    with pytest.raises(ValueError, match="samples"):
+        metrics.moment_zscores(torch.randn(1, 2), torch.zeros(2), torch.eye(2))
+
+
+def test_forward_chain_matches_the_closed_form_in_standard_errors():
+    """Given the data points, x_k - sqrt(abar_k) x_0 is N(0, (1 - abar_k) I); a 20% variance error is caught."""
+    linear = ddpm.linear_schedule(1000)
+    x_data = torch.randn(4000, 2, generator=torch.Generator().manual_seed(5)) * torch.tensor([1.0, 0.5]) + 0.3
+    chain = ddpm.forward_chain(x_data, linear, generator=torch.Generator().manual_seed(6), keep=[100, 600])
+    for k, x_k in chain.items():
+        ab = linear.alpha_bar[k].item()
+        r = x_k - math.sqrt(ab) * x_data
+        z_mean, z_cov = metrics.moment_zscores(r, torch.zeros(2), (1 - ab) * torch.eye(2))
+        assert max(z_mean.abs().max(), z_cov.abs().max()) < 4
+        _, z_wrong = metrics.moment_zscores(r, torch.zeros(2), 1.2 * (1 - ab) * torch.eye(2))
+        assert z_wrong.diagonal().abs().min() > 4
