@@ -186,3 +186,23 @@ def test_weighted_conditional_score_matching_has_the_gradient_of_weighted_score_
     print(f"largest |z|: weighted alike {z_same.abs().max():.2f}, against the unweighted {z_other.abs().max():.1f}")
     assert z_same.abs().max() < 4
     assert z_other.abs().max() > 10  # negative control: the weight matters to the gradient
+
+
+def test_velocity_error_factor_of_the_cosine_schedule():
+    """The clipped cosine schedule (abar_T about 2.4e-9, beta_T = 0.999) does amplify: |b_0| about 3.5e3, measured
+    with the exact conversion (no floor), and DDIM's first step with 50 steps about 631."""
+    cosine = ddpm.cosine_schedule(1000)
+    assert cosine.alpha_bar[-1].item() == pytest.approx(2.43e-9, rel=0.01)
+    sched = ddpm.DiscreteVPScheduler(cosine)
+    t = torch.zeros(64)
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(8))
+    delta = 1e-6 * torch.randn(64, 2, generator=torch.Generator().manual_seed(9))
+    eps = _some_noise_model(x, t)
+    change = (paths.convert(eps + delta, "epsilon", "velocity", x, t, sched)
+              - paths.convert(eps, "epsilon", "velocity", x, t, sched))
+    _, b0 = paths.velocity_coefficients(sched, t[:1], "epsilon")
+    torch.testing.assert_close(change, b0 * delta, rtol=1e-5, atol=1e-12)
+    # dalpha / alpha on the last interval is -(T / 2) log(1 - beta_T) = 500 log(1000).
+    assert b0.item() == pytest.approx(-500 * math.log(1000), rel=1e-3)
+    assert abs(b0.item()) > 300 * abs(paths.velocity_coefficients(
+        ddpm.DiscreteVPScheduler(ddpm.linear_schedule(1000)), t[:1], "epsilon")[1].item())
