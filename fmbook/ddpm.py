@@ -18,7 +18,8 @@ In the book's convention (noise at t = 0, data at t = 1) step :math:`k` sits at 
 :math:`\hat\varepsilon(x, t)` is therefore called with the *book's* time :math:`t_k`.
 
 Samplers: :func:`ancestral_sample` (Ho et al. 2020, Algorithm 2) and :func:`ddim_sample`
-(Song, Meng and Ermon 2021), both reporting their number of network evaluations (NFE).
+(Song, Meng and Ermon 2021), both reporting their number of network evaluations (NFE);
+:func:`ddim_noise_gain` is the factor by which a DDIM step passes on an error of the noise prediction.
 Beware a clash of names: DDPM's :math:`\alpha_k = 1 - \beta_k` is *not* the book's
 :math:`\alpha_t`; the book's :math:`\alpha_t` is DDPM's :math:`\sqrt{\bar\alpha_k}`.
 """
@@ -303,6 +304,45 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:  # noqa: N803
     if steps > T:
         raise ValueError(f"steps must be <= T = {T}, got {steps}")
     return [round(T * (1 - i / steps)) for i in range(steps + 1)]
+
+
+def ddim_noise_gain(schedule: DDPMSchedule, k: int, j: int) -> float:
+    r"""How much the deterministic DDIM step from step ``k`` to an earlier step ``j`` moves per unit error of
+    the noise prediction.
+
+    With :math:`\eta = 0` the step of :func:`ddim_sample` is affine in :math:`\hat\varepsilon`:
+    substituting :math:`\hat x_0` into
+    :math:`x_j = \sqrt{\bar\alpha_j}\hat x_0 + \sqrt{1 - \bar\alpha_j}\,\hat\varepsilon`,
+
+    .. math:: x_j = \sqrt{\bar\alpha_j/\bar\alpha_k}\, x_k + c_{k \to j}\,\hat\varepsilon, \qquad
+              c_{k \to j} = \sigma_j - \frac{\alpha_j\,\sigma_k}{\alpha_k}
+              = \sqrt{1 - \bar\alpha_j} - \sqrt{\bar\alpha_j}\,\frac{\sqrt{1 - \bar\alpha_k}}{\sqrt{\bar\alpha_k}},
+
+    in the book's symbols :math:`\alpha = \sqrt{\bar\alpha}`, :math:`\sigma = \sqrt{1 - \bar\alpha}`. An error
+    :math:`\delta` of :math:`\hat\varepsilon(x_k)` therefore moves :math:`x_j` by exactly :math:`c_{k \to j}\,\delta`;
+    :math:`|c_{k \to j}|` is the error factor of the step (it is negative: :math:`\tau = \sigma/\alpha` decreases).
+
+    Args:
+        schedule: the beta schedule.
+        k: the step the DDIM step starts from, in ``1..T``.
+        j: the step it lands on, in ``0..k-1``.
+
+    Returns:
+        :math:`c_{k \to j}` as a float (computed in float64).
+    """
+    if not isinstance(schedule, DDPMSchedule):
+        raise TypeError(f"schedule must be a DDPMSchedule, got {type(schedule).__name__}")
+    check_positive_int(k, "k")
+    if k > schedule.T:
+        raise ValueError(f"k must be a step in [1, {schedule.T}], got {k}")
+    if isinstance(j, bool) or not isinstance(j, int):
+        raise TypeError(f"j must be an int, got {type(j).__name__}")
+    if not 0 <= j < k:
+        raise ValueError(f"j must be a step in [0, k - 1] = [0, {k - 1}], got {j}")
+    log_ab = schedule.log_alpha_bar
+    a_k, a_j = torch.exp(0.5 * log_ab[k]), torch.exp(0.5 * log_ab[j])
+    s_k, s_j = torch.sqrt(-torch.expm1(log_ab[k])), torch.sqrt(-torch.expm1(log_ab[j]))
+    return (s_j - a_j * s_k / a_k).item()
 
 
 @torch.no_grad()

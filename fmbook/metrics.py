@@ -7,6 +7,7 @@ r"""Distances between two sets of samples, and their noise floors.
 * :func:`exact_w2`: the 2-Wasserstein distance by exact optimal transport (POT).
 * :func:`flow_w2_bound`: how far from the data a flow can land, given its flow-matching loss.
 * :func:`mmd_rbf`: the maximum mean discrepancy with a Gaussian (RBF) kernel.
+* :func:`moment_zscores`: a sample mean and covariance against claimed ones, in standard errors.
 * :func:`noise_floor`: a metric between two independent draws of the same data set, i.e.
   the value a perfect model would get with the same number of samples.
 * :func:`ratio_to_floor` and :class:`FloorReference`: a generator's distance to the data in
@@ -153,6 +154,46 @@ def mmd_rbf(a: Tensor, b: Tensor, bandwidth: float | None = None) -> float:
 
     mmd2 = k(a, a) + k(b, b) - 2 * k(a, b)
     return float(mmd2.clamp_min(0).sqrt())
+
+
+def moment_zscores(samples: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
+    r"""How many Monte Carlo standard errors the sample mean and covariance lie from a claimed ``mean`` and ``cov``.
+
+    For i.i.d. samples :math:`x_1, \dots, x_n` of a law claimed to have mean :math:`\mu` and covariance
+    :math:`\Sigma`, the entries of the sample mean and of :math:`\hat\Sigma_{jl} = \frac1n\sum_i
+    (x_{ij} - \mu_j)(x_{il} - \mu_l)` (centred at the claimed mean, so unbiased under the claim) are
+    compared with the claim in units of their standard errors, estimated from the same samples:
+
+    .. math:: z^{\mu}_j = \frac{\bar x_j - \mu_j}{s_j / \sqrt n}, \qquad
+              z^{\Sigma}_{jl} = \frac{\hat\Sigma_{jl} - \Sigma_{jl}}{s_{jl} / \sqrt n},
+
+    with :math:`s_j` the sample standard deviation of :math:`x_{ij}` and :math:`s_{jl}` that of the products
+    :math:`(x_{ij} - \mu_j)(x_{il} - \mu_l)` over i.
+
+    Under the claim each z is approximately standard normal for large n (central limit theorem), so
+    ``max |z| < 4`` over a few dozen entries fails by chance with probability about :math:`10^{-3}`.
+
+    Args:
+        samples: ``(n, d)``, n >= 2.
+        mean: the claimed mean, ``(d,)``.
+        cov: the claimed covariance, ``(d, d)``.
+
+    Returns:
+        ``(z_mean, z_cov)`` of shapes ``(d,)`` and ``(d, d)`` (symmetric), float64.
+    """
+    x = check_points(samples, "samples").to(torch.float64)
+    n, d = x.shape
+    if n < 2:
+        raise ValueError(f"samples must hold at least 2 points, got {n}")
+    if not isinstance(mean, Tensor) or mean.shape != (d,):
+        raise ValueError(f"mean must be a tensor of shape ({d},), got {getattr(mean, 'shape', type(mean).__name__)}")
+    if not isinstance(cov, Tensor) or cov.shape != (d, d):
+        raise ValueError(f"cov must be a tensor of shape ({d}, {d}), got {getattr(cov, 'shape', type(cov).__name__)}")
+    centred = x - mean.to(x)
+    z_mean = centred.mean(0) / (x.std(0) / math.sqrt(n))
+    products = centred[:, :, None] * centred[:, None, :]
+    z_cov = (products.mean(0) - cov.to(x)) / (products.std(0) / math.sqrt(n))
+    return z_mean, z_cov
 
 
 def _check_seed(seed: object, name: str = "seed") -> int:
