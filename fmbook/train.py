@@ -233,13 +233,14 @@ def init_distributed(backend: str | None = None, device: str | None = None) -> D
     """
     if device is not None and device not in ("cuda", "mps", "cpu"):
         raise ValueError(f"device must be 'cuda', 'mps', 'cpu' or None (automatic), got {device!r}")
-    if device is not None:
-        _check_device(device)  # 'cuda' without CUDA, or 'mps' without MPS: a clear error, not a context
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not launched and not is_distributed():
-        return DistributedContext(0, 1, 0, default_device() if device is None else torch.device(device))
+        # 'cuda' without CUDA, or 'mps' without MPS: a clear error, not a context for a missing device
+        return DistributedContext(0, 1, 0, default_device() if device is None else _check_device(device))
     if device == "mps":
         raise ValueError("device 'mps' drives one GPU; several processes need device 'cuda' or 'cpu'")
+    if device == "cuda":
+        _check_device(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda" or (device is None and torch.cuda.is_available()):
         torch.cuda.set_device(local_rank)
