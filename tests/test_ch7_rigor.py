@@ -8,13 +8,7 @@ import torch
 
 from fmbook import ddpm, metrics, paths
 
-
-@pytest.fixture(autouse=True)
-def float64_by_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_by_default")
 
 
 def _some_noise_model(x, t):

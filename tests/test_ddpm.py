@@ -7,14 +7,7 @@ import torch
 
 from fmbook import ddpm, paths
 
-
-@pytest.fixture(autouse=True)
-def float64_by_default():
-    """These tests compare closed forms to 1e-10: run them in float64, then restore the default."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_by_default")
 
 
 def gaussian_eps_model(mean: torch.Tensor, var: float, scheduler):
