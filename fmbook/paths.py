@@ -43,9 +43,40 @@ from ._validation import (
     check_unit_interval,
 )
 
-#: The smallest sigma_t used where a formula divides by sigma_t (the data end t = 1 of a
-#: path with sigma_1 = 0). Documented clamp: fields are evaluated at sigma_t >= SIGMA_FLOOR.
+#: The value put in place of an exact :math:`\sigma_t = 0` in the derivative
+#: :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t/\sigma_t` of the variance-preserving schedulers
+#: (their data end t = 1, where the true derivative is :math:`-\infty`). Every :math:`\sigma_t > 0`
+#: is used as it is.
 SIGMA_FLOOR = 1e-4
+
+
+def edge_floor(dtype: torch.dtype) -> float:
+    r"""The magnitude below which a divisor is floored where a formula of this module divides by a
+    vanishing :math:`\sigma_t`, :math:`\alpha_t` or determinant at an end of [0, 1]:
+    ``torch.finfo(dtype).tiny ** 0.25`` (about :math:`3.3\cdot10^{-10}` in float32 and
+    :math:`1.2\cdot10^{-77}` in float64).
+
+    It only replaces exact zeros in practice: on [0, 1] the smallest nonzero :math:`1 - t` is
+    :math:`2^{-24} \approx 6\cdot10^{-8}` in float32 and :math:`2^{-53}` in float64, far above it,
+    so the exact formula is used at every t < 1; at the noise end only :math:`\alpha_t` below the
+    floor (e.g. CondOT at :math:`t < 3.3\cdot10^{-10}` in float32) is floored. Its fourth root of the
+    smallest normal number leaves room for two such divisions and a factor of :math:`10^{10}`
+    before the dtype overflows, so every result stays finite.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return torch.finfo(dtype).tiny ** 0.25
+
+
+def _floor_magnitude(den: Tensor) -> Tensor:
+    """``den`` with its magnitude floored at :func:`edge_floor` of its dtype (zeros become +floor)."""
+    f = edge_floor(den.dtype)
+    return torch.where(den >= 0, den.clamp_min(f), den.clamp_max(-f))
+
+
+def _nonzero(sigma: Tensor) -> Tensor:
+    """``sigma`` (>= 0) with exact zeros replaced by :data:`SIGMA_FLOOR`; every positive value kept."""
+    return torch.where(sigma > 0, sigma, torch.full_like(sigma, SIGMA_FLOOR))
 
 
 class SchedulerOutput(NamedTuple):
@@ -122,11 +153,15 @@ class PolynomialScheduler(Scheduler):
 
 
 class CosineScheduler(Scheduler):
-    """alpha_t = sin(pi t / 2), sigma_t = cos(pi t / 2): alpha_t^2 + sigma_t^2 = 1."""
+    """alpha_t = sin(pi t / 2), sigma_t = cos(pi t / 2): alpha_t^2 + sigma_t^2 = 1.
+
+    sigma_t is computed as sin(pi (1 - t) / 2): exactly 0 at t = 1 (cos of the rounded pi / 2 is
+    not) and accurate to the last bit near the data end.
+    """
 
     def coefficients(self, t: Tensor) -> SchedulerOutput:
         h = 0.5 * math.pi
-        sin, cos = torch.sin(h * t), torch.cos(h * t).clamp_min(0)
+        sin, cos = torch.sin(h * t), torch.sin(h * (1 - t)).clamp_min(0)
         return SchedulerOutput(sin, cos, h * cos, -h * sin)
 
 
@@ -139,8 +174,10 @@ class VPScheduler(Scheduler):
     :math:`\alpha_1 = 1, \sigma_1 = 0`, and :math:`\alpha_0 = e^{-T(1)/2}` is small but not 0
     (about 0.0066 for the defaults). Derivatives: :math:`\dot\alpha_t = \tfrac12\beta(1 - t)\alpha_t`
     and :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t / \sigma_t`, which diverges like
-    :math:`(1-t)^{-1/2}` at the data end; it is evaluated with :math:`\sigma_t \ge` :data:`SIGMA_FLOOR`
-    (documented clamp: finite, about -500 at t = 1 for the defaults).
+    :math:`(1-t)^{-1/2}` at the data end. It is exact at every t < 1 (in float64 about
+    :math:`-1.6\cdot10^{7}` at :math:`t = 1 - 2^{-53}`); at t = 1 itself, where it is :math:`-\infty`,
+    :math:`\sigma_1 = 0` is replaced by :data:`SIGMA_FLOOR` (documented convention: about -500 for
+    the defaults).
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
@@ -156,7 +193,7 @@ class VPScheduler(Scheduler):
         a = torch.exp(-0.5 * big_t)
         sigma = torch.sqrt((-torch.expm1(-big_t)).clamp_min(0))
         da = 0.5 * beta * a
-        ds = -a * da / sigma.clamp_min(SIGMA_FLOOR)
+        ds = -a * da / _nonzero(sigma)
         return SchedulerOutput(a, sigma, da, ds)
 
     def __repr__(self) -> str:
@@ -218,9 +255,10 @@ def log_snr(scheduler: Scheduler, t: TimeLike) -> Tensor:
 
 def snr(scheduler: Scheduler, t: TimeLike) -> Tensor:
     r"""The signal-to-noise ratio :math:`\alpha_t^2 / \sigma_t^2`, ``(B,)``; :math:`\sigma_t` is floored
-    at :data:`SIGMA_FLOOR` (documented clamp), so it is finite at the data end."""
+    at :func:`edge_floor` (documented clamp: exact wherever :math:`\sigma_t > 0`), so it is finite at
+    the data end."""
     a, s, _, _ = check_scheduler(scheduler)(t)
-    return a**2 / s.clamp_min(SIGMA_FLOOR) ** 2
+    return a**2 / _floor_magnitude(s) ** 2
 
 
 class PathSample(NamedTuple):
@@ -287,13 +325,15 @@ def conditional_velocity(x: Tensor, x1: Tensor, t: TimeLike, scheduler: Schedule
 
     Shapes: ``x`` and ``x1`` ``(B, ...)``, ``t`` a float or ``(B,)``; returns ``(B, ...)``.
     Where :math:`\sigma_t = 0` (the data end of a path with :math:`\sigma_1 = 0`) the field is
-    0/0 on the path; documented clamp: :math:`\sigma_t` is floored at :data:`SIGMA_FLOOR`.
+    0/0 on the path; documented clamp: :math:`\sigma_t` is floored at :func:`edge_floor`, which
+    leaves every :math:`\sigma_t > 0` of the book's schedulers exact (on the path the result at
+    :math:`\sigma_t = 0` is :math:`\dot\alpha_t x_1`).
     """
     x = check_batch(x, "x")
     x1 = check_batch(x1, "x1")
     check_same_shape(x, x1, "x", "x1")
     a, s, da, ds = _coefficients(scheduler, t, x)
-    return da * x1 + ds / s.clamp_min(SIGMA_FLOOR) * (x - a * x1)
+    return da * x1 + ds / _floor_magnitude(s) * (x - a * x1)
 
 
 def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Scheduler) -> Tensor:
@@ -305,7 +345,8 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Sched
     .. math:: u_t(x) = \dot\alpha_t \hat x_1 + \frac{\dot\sigma_t}{\sigma_t}(x - \alpha_t \hat x_1),
 
     which is :func:`conditional_velocity` with :math:`x_1` replaced by its prediction.
-    ``sigma_t`` is clamped below at :data:`SIGMA_FLOOR` so the data end t = 1 stays finite.
+    ``sigma_t`` is floored at :func:`edge_floor` (exact for every :math:`\sigma_t > 0`) so the
+    data end t = 1 stays finite.
     Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` a float or ``(B,)``.
     """
     check_scheduler(scheduler)
@@ -326,10 +367,10 @@ def _check_parameterization(value: object, name: str) -> str:
 
 
 def _divide(num: Tensor, den: Tensor, what: str, clamp: bool) -> Tensor:
-    """num / den; with ``clamp`` the magnitude of den is floored at SIGMA_FLOOR, otherwise an
+    """num / den; with ``clamp`` the magnitude of den is floored at :func:`edge_floor`, otherwise an
     exact zero raises a ValueError that names the undefined quantity."""
     if clamp:
-        return num / torch.where(den >= 0, den.clamp_min(SIGMA_FLOOR), den.clamp_max(-SIGMA_FLOOR))
+        return num / _floor_magnitude(den)
     if bool((den == 0).any()):
         raise ValueError(
             f"{what} is undefined at these t (division by zero); use t strictly inside (0, 1) or clamp=True"
@@ -361,7 +402,8 @@ def velocity_coefficients(
 
     The score row holds for a Gaussian source N(0, I), where :math:`E[X_0 \mid x] = -\sigma_t \nabla\log p_t(x)`.
     ``t``: a float or ``(B,)`` in [0, 1]; returns two tensors ``(B,)``. With ``clamp=False`` an
-    exact zero divisor raises ValueError; with ``clamp=True`` it is floored at :data:`SIGMA_FLOOR`.
+    exact zero divisor raises ValueError; with ``clamp=True`` its magnitude is floored at
+    :func:`edge_floor` (every nonzero divisor of the book's schedulers is kept).
     """
     check_scheduler(scheduler)
     _check_parameterization(parameterization, "parameterization")
@@ -395,7 +437,7 @@ def endpoints_from(
 
     Shapes: ``prediction`` and ``x_t`` ``(B, ...)``; ``t`` a float or ``(B,)``. With
     ``clamp=False`` an exact division by zero raises ValueError; with ``clamp=True``
-    divisors are floored at :data:`SIGMA_FLOOR` in magnitude.
+    divisors are floored at :func:`edge_floor` in magnitude.
     """
     _check_parameterization(parameterization, "parameterization")
     _check_clamp(clamp)
@@ -567,7 +609,7 @@ def _row_blocks(x: Tensor, t: Tensor, data: Tensor) -> Iterator[tuple[Tensor, Te
 def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
-    s = s.clamp_min(SIGMA_FLOOR)
+    s = _floor_magnitude(s)
     # Squared distances accumulated one coordinate at a time: exact (no cancellation as in
     # |x|^2 - 2<x, m> + |m|^2, which matters when sigma_t is small) and without a (B, N, d) tensor.
     # In-place updates keep it to one (B, N) buffer and a temporary per coordinate.
@@ -610,7 +652,7 @@ def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
     The posterior-weighted average of the conditional velocities, for a Gaussian source and
     the finite data set ``data`` (uniform weights). Shapes: ``x`` ``(B, d)``, ``t`` a float or
     ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``. At the data end, where
-    :math:`\sigma_1 = 0`, ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    :math:`\sigma_1 = 0`, ``sigma_t`` is floored at :func:`edge_floor`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -622,21 +664,21 @@ def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
 def marginal_score(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact marginal score :math:`\nabla_x \log p_t(x) = -(x - \alpha_t E[X_1 \mid x]) / \sigma_t^2`.
 
-    Shapes as in :func:`marginal_velocity`; ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    Shapes as in :func:`marginal_velocity`; ``sigma_t`` is floored at :func:`edge_floor`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     x1_hat = posterior_mean(x, t, data, scheduler)
     a, s, _, _ = (c[:, None] for c in scheduler.coefficients(t))
-    return -(x - a * x1_hat) / s.clamp_min(SIGMA_FLOOR) ** 2
+    return -(x - a * x1_hat) / _floor_magnitude(s) ** 2
 
 
 def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact log-density :math:`\log p_t(x) = \log \frac1N \sum_i \mathcal N(x; \alpha_t z_i, \sigma_t^2 I)`.
 
     Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B,)``.
-    ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    ``sigma_t`` is floored at :func:`edge_floor`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -660,7 +702,7 @@ def velocity_from_score(score: Tensor, x: Tensor, t: TimeLike, scheduler: Schedu
 
     for the conditional and the marginal fields alike (source N(0, I)). Undefined where
     :math:`\alpha_t = 0` (the noise end t = 0 of CondOT): a ValueError, or with ``clamp=True``
-    :math:`\alpha_t` floored at :data:`SIGMA_FLOOR`. Shapes: ``score`` and ``x`` ``(B, ...)``,
+    :math:`\alpha_t` floored at :func:`edge_floor`. Shapes: ``score`` and ``x`` ``(B, ...)``,
     ``t`` a float or ``(B,)``.
     """
     x = check_batch(x, "x")
@@ -678,7 +720,7 @@ def score_from_velocity(velocity: Tensor, x: Tensor, t: TimeLike, scheduler: Sch
               {\sigma_t^2\dot\alpha_t - \alpha_t\dot\sigma_t\sigma_t}.
 
     The denominator vanishes where :math:`\sigma_t = 0` (the data end t = 1): a ValueError, or with
-    ``clamp=True`` its magnitude is floored at :data:`SIGMA_FLOOR`. Shapes as in :func:`velocity_from_score`.
+    ``clamp=True`` its magnitude is floored at :func:`edge_floor`. Shapes as in :func:`velocity_from_score`.
     """
     x = check_batch(x, "x")
     velocity = check_batch(velocity, "velocity")
