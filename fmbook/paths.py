@@ -356,8 +356,9 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Sched
     return conditional_velocity(x_t, x1_pred, t, scheduler)
 
 
-#: The parameterisations of the same velocity field (for a Gaussian source, epsilon = x0).
-PARAMETERIZATIONS = ("velocity", "x1", "x0", "epsilon", "score")
+#: The parameterisations of the same velocity field (for a Gaussian source, epsilon = x0); "v" is
+#: the v-prediction :math:`v = \alpha_t x_0 - \sigma_t x_1` of Salimans and Ho (2022).
+PARAMETERIZATIONS = ("velocity", "x1", "x0", "epsilon", "score", "v")
 
 
 def _check_parameterization(value: object, name: str) -> str:
@@ -398,7 +399,12 @@ def velocity_coefficients(
     * x0 or epsilon: :math:`a_t = \dot\alpha/\alpha`, :math:`b_t = \dot\sigma - \sigma\dot\alpha/\alpha`;
       undefined where :math:`\alpha_t = 0`;
     * score: :math:`a_t = \dot\alpha/\alpha`, :math:`b_t = \sigma^2\dot\alpha/\alpha - \sigma\dot\sigma`;
-      undefined where :math:`\alpha_t = 0`.
+      undefined where :math:`\alpha_t = 0`;
+    * v (:math:`v = \alpha x_0 - \sigma x_1`, Salimans and Ho, 2022):
+      :math:`a_t = (\alpha\dot\alpha + \sigma\dot\sigma)/(\alpha^2 + \sigma^2)`,
+      :math:`b_t = (\alpha\dot\sigma - \dot\alpha\sigma)/(\alpha^2 + \sigma^2)`; defined everywhere
+      (:math:`\alpha_t, \sigma_t` never vanish together). On the cosine path :math:`a_t = 0`,
+      :math:`b_t = -\pi/2`: the v-target is the velocity times :math:`-2/\pi`.
 
     The score row holds for a Gaussian source N(0, I), where :math:`E[X_0 \mid x] = -\sigma_t \nabla\log p_t(x)`.
     ``t``: a float or ``(B,)`` in [0, 1]; returns two tensors ``(B,)``. With ``clamp=False`` an
@@ -411,6 +417,9 @@ def velocity_coefficients(
     a, s, da, ds = scheduler(t)
     if parameterization == "velocity":
         return torch.zeros_like(a), torch.ones_like(a)
+    if parameterization == "v":
+        norm = a * a + s * s
+        return (a * da + s * ds) / norm, (a * ds - da * s) / norm
     if parameterization == "x1":
         ratio = _divide(ds, s, "an x1 (target) prediction's velocity (sigma_t = 0)", clamp)
         return ratio, da - a * ratio
@@ -418,6 +427,40 @@ def velocity_coefficients(
     if parameterization in ("x0", "epsilon"):
         return ratio, ds - s * ratio
     return ratio, s**2 * ratio - s * ds
+
+
+class Law(NamedTuple):
+    r"""A leading law :math:`c\,g^{-p}` in the distance :math:`g` to an end of [0, 1]; ``p = 0`` is a finite limit c."""
+
+    c: float
+    p: float
+
+
+def coefficient_limits(scheduler: Scheduler, parameterization: str, end: int, gap: float = 1e-6) -> tuple[Law, Law]:
+    r"""The leading behaviour of the coefficients :math:`(a_t, b_t)` of :func:`velocity_coefficients` at an end.
+
+    ``end`` is 0 (the noise end, :math:`g = t`) or 1 (the data end, :math:`g = 1 - t`). Each coefficient
+    is evaluated in float64 at :math:`g` = ``gap`` and ``gap / 10``; the power :math:`p` is the log-log slope
+    between them rounded to a multiple of 1/2 (0 when the coefficient converges), and :math:`c` is the
+    value at ``gap / 10`` times :math:`g^p`, rounded to 4 significant digits (limits below :math:`10^{-5}`
+    are reported as 0). Returns :class:`Law` ``(c, p)`` for :math:`a_t` and for :math:`b_t`; the laws of
+    the book's table are checked against closed forms in ``tests/test_ch5_rigor.py``.
+    """
+    check_scheduler(scheduler)
+    _check_parameterization(parameterization, "parameterization")
+    if end not in (0, 1):
+        raise ValueError(f"end must be 0 (noise end) or 1 (data end), got {end!r}")
+    gap = check_unit_interval(gap, "gap", open_low=True, open_high=True)
+    g = torch.tensor([gap, gap / 10], dtype=torch.float64)
+    laws = []
+    for v in velocity_coefficients(scheduler, g if end == 0 else 1 - g, parameterization):
+        v1, v2 = abs(v[0].item()), abs(v[1].item())
+        slope = math.log10(v2 / v1) if v1 > 0 and v2 > 0 else 0.0
+        p = max(0.0, round(2 * slope) / 2)
+        c = v[1].item() * (gap / 10) ** p
+        c = 0.0 if p == 0 and abs(c) < 1e-5 else float(f"{c:.4g}")
+        laws.append(Law(c, p))
+    return laws[0], laws[1]
 
 
 def endpoints_from(
@@ -433,7 +476,9 @@ def endpoints_from(
     * x1 (target) prediction: :math:`x_0 = (x - \alpha x_1)/\sigma`, undefined where :math:`\sigma_t = 0`;
     * x0 or epsilon (source / noise) prediction: :math:`x_1 = (x - \sigma x_0)/\alpha`,
       undefined where :math:`\alpha_t = 0` (the noise end t = 0);
-    * score, for a Gaussian source N(0, I): :math:`x_0 = -\sigma \nabla\log p_t(x)`, then as x0.
+    * score, for a Gaussian source N(0, I): :math:`x_0 = -\sigma \nabla\log p_t(x)`, then as x0;
+    * v (:math:`v = \alpha x_0 - \sigma x_1`): :math:`x_1 = (\alpha x - \sigma v)/(\alpha^2 + \sigma^2)`,
+      :math:`x_0 = (\sigma x + \alpha v)/(\alpha^2 + \sigma^2)`, defined everywhere.
 
     Shapes: ``prediction`` and ``x_t`` ``(B, ...)``; ``t`` a float or ``(B,)``. With
     ``clamp=False`` an exact division by zero raises ValueError; with ``clamp=True``
@@ -452,6 +497,9 @@ def endpoints_from(
         )
     if parameterization == "x1":
         return _divide(x_t - a * prediction, s, "x0 from an x1 prediction (sigma_t = 0)", clamp), prediction
+    if parameterization == "v":
+        norm = a * a + s * s
+        return (s * x_t + a * prediction) / norm, (a * x_t - s * prediction) / norm
     x0 = prediction if parameterization in ("x0", "epsilon") else -s * prediction
     return x0, _divide(x_t - s * x0, a, "x1 from a source / noise / score prediction (alpha_t = 0)", clamp)
 
@@ -469,8 +517,8 @@ def convert(
 
     ``source`` and ``target`` are among :data:`PARAMETERIZATIONS`. The endpoints are first
     recovered with :func:`endpoints_from`, then mapped to ``target``: velocity
-    :math:`\dot\alpha \hat x_1 + \dot\sigma \hat x_0`, x1, x0 / epsilon, or score
-    :math:`-\hat x_0/\sigma` (Gaussian source; undefined where :math:`\sigma_t = 0`).
+    :math:`\dot\alpha \hat x_1 + \dot\sigma \hat x_0`, x1, x0 / epsilon, v :math:`\alpha \hat x_0 - \sigma \hat x_1`,
+    or score :math:`-\hat x_0/\sigma` (Gaussian source; undefined where :math:`\sigma_t = 0`).
     Shapes: ``(B, ...)`` in and out. Errors and ``clamp`` as in :func:`endpoints_from`.
     """
     _check_parameterization(source, "source")
@@ -489,6 +537,8 @@ def convert(
     a, s, da, ds = _coefficients(scheduler, t, x_t)
     if target == "velocity":
         return da * x1 + ds * x0
+    if target == "v":
+        return a * x0 - s * x1
     return _divide(-x0, s, "the score (sigma_t = 0)", clamp)
 
 

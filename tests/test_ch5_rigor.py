@@ -142,3 +142,138 @@ def test_fields_are_finite_at_both_ends(scheduler, dtype):
         outs.append(paths.convert(x1, "velocity", p, x, t, scheduler, clamp=True))
     for out in outs:
         assert out.dtype == dtype and bool(torch.isfinite(out).all())
+
+
+# ---------------------------------------------------------------- the chapter's table of coefficients
+# u = a_t x + b_t f for a prediction f. Each entry is a leading law c * g^(-p) in the distance g to the
+# end (g = t at the noise end, g = 1 - t at the data end); p = 0 is a finite limit c.
+H = math.pi / 2
+B_MIN, B_MAX = 0.1, 20.0
+VP_A0 = math.exp(-0.5 * (B_MIN + 0.5 * (B_MAX - B_MIN)))  # alpha_0 of the VP path, about 0.0066
+VP_S0 = math.sqrt(1 - VP_A0**2)
+TABLE = {
+    # (path, parameterization): ((a at 0, b at 0), (a at 1, b at 1)), each (c, p)
+    ("CondOT", "velocity"): (((0, 0), (1, 0)), ((0, 0), (1, 0))),
+    ("CondOT", "x1"): (((-1, 0), (1, 0)), ((-1, 1), (1, 1))),
+    ("CondOT", "epsilon"): (((1, 1), (-1, 1)), ((1, 0), (-1, 0))),
+    ("CondOT", "score"): (((1, 1), (1, 1)), ((1, 0), (0, 0))),
+    ("CondOT", "v"): (((-1, 0), (-1, 0)), ((1, 0), (-1, 0))),
+    ("cosine", "velocity"): (((0, 0), (1, 0)), ((0, 0), (1, 0))),
+    ("cosine", "x1"): (((0, 0), (H, 0)), ((-1, 1), (1, 1))),
+    ("cosine", "epsilon"): (((1, 1), (-1, 1)), ((0, 0), (-H, 0))),
+    ("cosine", "score"): (((1, 1), (1, 1)), ((0, 0), (0, 0))),
+    ("cosine", "v"): (((0, 0), (-H, 0)), ((0, 0), (-H, 0))),
+    ("VP", "velocity"): (((0, 0), (1, 0)), ((0, 0), (1, 0))),
+    ("VP", "x1"): (((-B_MAX / 2 * VP_A0**2 / VP_S0**2, 0), (B_MAX / 2 * VP_A0 / VP_S0**2, 0)), ((-0.5, 1), (0.5, 1))),
+    ("VP", "epsilon"): (((B_MAX / 2, 0), (-B_MAX / 2 / VP_S0, 0)), ((B_MIN / 2, 0), (-0.5 * math.sqrt(B_MIN), 0.5))),
+    ("VP", "score"): (((B_MAX / 2, 0), (B_MAX / 2, 0)), ((B_MIN / 2, 0), (B_MIN / 2, 0))),
+    ("VP", "v"): (((0, 0), (-B_MAX / 2 * VP_A0 / VP_S0, 0)), ((0, 0), (-0.5 * math.sqrt(B_MIN), 0.5))),
+}
+TABLE_SCHEDULERS = {"CondOT": paths.CondOTScheduler(), "cosine": paths.CosineScheduler(),
+                    "VP": paths.VPScheduler(B_MIN, B_MAX)}
+
+
+def _closed_form(path, t):
+    """(alpha, sigma, alpha', sigma') written out by hand, in float64."""
+    if path == "CondOT":
+        return t, 1 - t, 1.0, -1.0
+    if path == "cosine":
+        return math.sin(H * t), math.sin(H * (1 - t)), H * math.cos(H * t), -H * math.sin(H * t)
+    g = 1 - t
+    big_t = B_MIN * g + 0.5 * (B_MAX - B_MIN) * g * g
+    a = math.exp(-0.5 * big_t)
+    s = math.sqrt(-math.expm1(-big_t))
+    da = 0.5 * (B_MIN + (B_MAX - B_MIN) * g) * a
+    return a, s, da, -a * da / s
+
+
+def _hand_coefficients(path, p, t):
+    """The coefficients of u = a x + b f from x = alpha x1 + sigma x0, u = alpha' x1 + sigma' x0, by hand."""
+    a, s, da, ds = _closed_form(path, t)
+    if p == "velocity":
+        return 0.0, 1.0
+    if p == "x1":  # x0 = (x - a x1) / s
+        return ds / s, da - a * ds / s
+    if p == "epsilon":  # x1 = (x - s x0) / a
+        return da / a, ds - s * da / a
+    if p == "score":  # x0 = -s * score
+        return da / a, -s * (ds - s * da / a)
+    # v = a x0 - s x1 and x = a x1 + s x0: solve the 2 x 2 system
+    m = torch.tensor([[a, s], [-s, a]], dtype=torch.float64)  # rows: x, v in terms of (x1, x0)
+    inv = torch.linalg.inv(m)  # (x1, x0) in terms of (x, v)
+    coef = torch.tensor([da, ds], dtype=torch.float64) @ inv
+    return coef[0].item(), coef[1].item()
+
+
+def _law_holds(value, law, g):
+    c, p = law
+    if p == 0:
+        return abs(value - c) <= 1e-3 * abs(c) + 1e-5
+    return abs(value * g**p / c - 1) < 1e-3
+
+
+@pytest.mark.parametrize("entry", list(TABLE), ids=lambda e: f"{e[0]}-{e[1]}")
+def test_coefficient_table_of_the_chapter(entry):
+    path, p = entry
+    sch = TABLE_SCHEDULERS[path]
+    for end, g in ((0, 1e-6), (1, 1e-6)):
+        t = g if end == 0 else 1 - g
+        a, b = (c.item() for c in paths.velocity_coefficients(sch, torch.tensor([t], dtype=torch.float64), p))
+        ha, hb = _hand_coefficients(path, p, t)
+        assert a == pytest.approx(ha, rel=1e-7, abs=1e-9) and b == pytest.approx(hb, rel=1e-7, abs=1e-9)
+        law_a, law_b = TABLE[entry][end]
+        assert _law_holds(a, law_a, g), (entry, end, a, law_a)
+        assert _law_holds(b, law_b, g), (entry, end, b, law_b)
+        # negative control: a law 20 percent off, or with the wrong power, fails the same check
+        for c, q in (law_a, law_b):
+            wrong = (1.2 * c if c else 0.2, q) if q == 0 else (c, q + 0.5)
+            value = a if (c, q) == law_a else b
+            assert not _law_holds(value, wrong, g)
+
+
+def test_v_prediction_on_the_cosine_path_is_the_velocity_times_minus_two_over_pi():
+    g = torch.Generator().manual_seed(11)
+    x0, x1 = torch.randn(50, 2, generator=g, dtype=torch.float64), torch.randn(50, 2, generator=g, dtype=torch.float64)
+    t = torch.rand(50, generator=g, dtype=torch.float64)
+    sch = paths.CosineScheduler()
+    sample = paths.AffinePath(sch).sample(x0, x1, t)
+    a, s = (c[:, None] for c in sch(t)[:2])
+    v = a * x0 - s * x1  # Salimans and Ho: v = alpha eps - sigma x, in the book's letters
+    torch.testing.assert_close(v, -2 / math.pi * sample.dx_t, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(paths.convert(sample.dx_t, "velocity", "v", sample.x_t, t, sch), v)
+    assert not torch.allclose(v, 2 / math.pi * sample.dx_t)  # the sign matters
+
+
+def test_noise_prediction_at_zero_snr_carries_no_information_about_the_data():
+    """At alpha_t = 0, E[X0 | X_t = x] = x for every data set, while the velocity depends on E[X1]."""
+    g = torch.Generator().manual_seed(12)
+    z = torch.randn(25, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    sch = paths.CondOTScheduler()
+    shift = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    for t, informative in ((0.0, False), (0.05, True)):
+        u_a = paths.marginal_velocity(x, t, z, sch)
+        u_b = paths.marginal_velocity(x, t, z + shift, sch)
+        eps_a = paths.convert(u_a, "velocity", "epsilon", x, t, sch)
+        eps_b = paths.convert(u_b, "velocity", "epsilon", x, t, sch)
+        if not informative:
+            torch.testing.assert_close(eps_a, x, rtol=0, atol=1e-12)
+            torch.testing.assert_close(eps_b, x, rtol=0, atol=1e-12)
+            torch.testing.assert_close(u_b - u_a, shift.expand_as(x), rtol=0, atol=1e-12)  # u_0 = E[X1] - x
+        else:
+            assert (eps_a - eps_b).norm(dim=1).min().item() > 1e-3
+
+
+@pytest.mark.parametrize("entry", list(TABLE), ids=lambda e: f"{e[0]}-{e[1]}")
+def test_coefficient_limits_reproduces_the_table(entry):
+    path, p = entry
+    for end in (0, 1):
+        got = paths.coefficient_limits(TABLE_SCHEDULERS[path], p, end)
+        for law, (c, q) in zip(got, TABLE[entry][end]):
+            assert law.p == q, (entry, end, law)
+            assert law.c == pytest.approx(c, rel=1e-3, abs=1e-5), (entry, end, law)
+
+
+def test_coefficient_limits_rejects_a_bad_end():
+    with pytest.raises(ValueError, match="end must be 0"):
+        paths.coefficient_limits(paths.CondOTScheduler(), "x1", 2)
