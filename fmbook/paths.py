@@ -220,6 +220,20 @@ class VEScheduler(Scheduler):
         sigma = self.sigma_max * torch.exp(t * log_ratio)
         return SchedulerOutput(torch.ones_like(t), sigma, torch.zeros_like(t), log_ratio * sigma)
 
+    def sde_kernel_std(self, t: TimeLike) -> Tensor:
+        r"""The standard deviation of Song et al.'s (2021) VE perturbation kernel, in the book's time.
+
+        Their VE SDE :math:`dx = \sqrt{d[\sigma^2(s)]/ds}\,dW_s`, started at the data at diffusion time
+        :math:`s = 0`, has :math:`x(s) \mid x(0) \sim \mathcal N(x(0), [\sigma^2(s) - \sigma^2(0)] I)`; with
+        :math:`s = 1 - t` and :math:`\sigma(s) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^s` this is
+        :math:`\sqrt{\sigma_t^2 - \sigma_{\min}^2}`. The path of this scheduler (and of Lipman et al.) uses
+        :math:`\sigma_t` instead: an approximation, with a relative variance error
+        :math:`\sigma_{\min}^2/\sigma_t^2` that is largest (100 percent) at the data end t = 1.
+        ``t``: a float or ``(B,)`` in [0, 1]; returns ``(B,)``.
+        """
+        sigma = self(t).sigma_t
+        return torch.sqrt((sigma**2 - self.sigma_min**2).clamp_min(0))
+
     def __repr__(self) -> str:
         return f"VEScheduler(sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g})"
 

@@ -277,3 +277,25 @@ def test_coefficient_limits_reproduces_the_table(entry):
 def test_coefficient_limits_rejects_a_bad_end():
     with pytest.raises(ValueError, match="end must be 0"):
         paths.coefficient_limits(paths.CondOTScheduler(), "x1", 2)
+
+
+# ---------------------------------------------------------------- VE: Song's kernel, and the book's approximation
+def test_ve_sde_kernel_matches_a_simulation_of_the_ve_sde():
+    """Euler-Maruyama for dx = sqrt(d sigma^2 / ds) dW from s = 0: Var x(s) = sigma^2(s) - sigma_min^2."""
+    ve = paths.VEScheduler(0.01, 10.0)
+    n, steps, s_end = 40_000, 200, 0.1
+    g = torch.Generator().manual_seed(13)
+    x = torch.zeros(n, dtype=torch.float64)
+    h = s_end / steps
+    lam = math.log(ve.sigma_max / ve.sigma_min)
+    for k in range(steps):
+        s_mid = (k + 0.5) * h
+        rate = 2 * lam * (ve.sigma_min * math.exp(lam * s_mid)) ** 2  # d sigma^2 / ds at the midpoint
+        x += math.sqrt(rate * h) * torch.randn(n, generator=g, dtype=torch.float64)
+    var = x.var().item()
+    se = var * math.sqrt(2 / (n - 1))
+    song = ve.sde_kernel_std(1 - s_end).item() ** 2
+    book = ve(1 - s_end).sigma_t.item() ** 2
+    assert abs(var - song) < 4 * se + 1e-3 * song
+    assert abs(var - book) > 10 * se  # the path's sigma_t^2 is the approximation
+    assert ve.sde_kernel_std(1.0).item() == 0 and ve(1.0).sigma_t.item() == pytest.approx(0.01)
