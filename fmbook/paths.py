@@ -321,6 +321,22 @@ class AffinePath:
         return PathSample(a * x1 + s * x0, da * x1 + ds * x0, t)
 
 
+def target_second_moment(scheduler: Scheduler, t: TimeLike, data_second_moment: float, dim: int) -> Tensor:
+    r"""The mean squared size of the CFM target, :math:`\mathbb E\lVert \dot\alpha_t X_1 + \dot\sigma_t X_0\rVert^2`.
+
+    For :math:`X_0 \sim \mathcal N(0, I_d)` independent of :math:`X_1` it is
+    :math:`\dot\alpha_t^2\,\E\lVert X_1\rVert^2 + d\,\dot\sigma_t^2`. For the VP path,
+    :math:`\dot\sigma_t^2 \approx \beta_{\min}/(4(1 - t))` at the data end, so it grows like
+    :math:`\beta_{\min} d / (4(1 - t))`, which is not integrable: the VP CFM loss is log-divergent.
+    ``t``: a float or ``(B,)``; ``data_second_moment`` :math:`= \E\lVert X_1\rVert^2`; returns ``(B,)``.
+    """
+    check_scheduler(scheduler)
+    m2 = check_positive_float(data_second_moment, "data_second_moment")
+    d = check_positive_int(dim, "dim")
+    _, _, da, ds = scheduler(t)
+    return da**2 * m2 + d * ds**2
+
+
 def _coefficients(scheduler: Scheduler, t: TimeLike, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The scheduler's coefficients at ``t`` (checked), each shaped to broadcast against ``like``."""
     check_scheduler(scheduler)

@@ -299,3 +299,37 @@ def test_ve_sde_kernel_matches_a_simulation_of_the_ve_sde():
     assert abs(var - song) < 4 * se + 1e-3 * song
     assert abs(var - book) > 10 * se  # the path's sigma_t^2 is the approximation
     assert ve.sde_kernel_std(1.0).item() == 0 and ve(1.0).sigma_t.item() == pytest.approx(0.01)
+
+
+# ---------------------------------------------------------------- VP: the target diverges at the data end
+def test_target_second_moment_matches_monte_carlo():
+    g = torch.Generator().manual_seed(14)
+    x1 = 1.5 * torch.randn(200_000, 2, generator=g, dtype=torch.float64) + 0.3
+    x0 = torch.randn(200_000, 2, generator=g, dtype=torch.float64)
+    m2 = (x1**2).sum(1).mean().item()
+    vp = paths.VPScheduler()
+    for t in (0.3, 0.99, 1 - 1e-5):
+        target = paths.AffinePath(vp).sample(x0, x1, t).dx_t
+        sq = (target**2).sum(1)
+        mc, se = sq.mean().item(), sq.std().item() / math.sqrt(sq.shape[0])
+        exact = paths.target_second_moment(vp, t, m2, 2).item()
+        assert abs(mc - exact) < 4 * se
+        assert abs(mc - 1.2 * exact) > 4 * se  # negative control: 20 percent more fails
+
+
+def test_vp_target_grows_like_beta_min_d_over_four_one_minus_t():
+    vp, d = paths.VPScheduler(0.1, 20.0), 2
+    gaps = torch.tensor([1e-4, 1e-5, 1e-6, 1e-7], dtype=torch.float64)
+    moment = paths.target_second_moment(vp, 1 - gaps, 1.0, d)
+    ratio = moment * 4 * gaps / (0.1 * d)
+    assert bool(((ratio - 1).abs() < 400 * gaps).all()), ratio  # relative corrections O((beta_max / beta_min) g)
+    # the loss up to 1 - delta grows like (beta_min d / 4) log(1 / delta): not integrable
+    def integral(delta, n=200_001):
+        u = torch.linspace(0, 1, n, dtype=torch.float64)
+        t = 1 - delta ** u  # log-spaced towards the data end: dt = -log(delta) delta^u du
+        f = paths.target_second_moment(vp, t, 1.0, d) * (-math.log(delta)) * delta**u
+        return (torch.trapezoid(f, u) + 0).item()  # over t in [0, 1 - delta]
+    growth = (integral(1e-8) - integral(1e-6)) / math.log(100)
+    assert growth == pytest.approx(0.1 * d / 4, rel=0.02)
+    cond = paths.CondOTScheduler()  # negative control: CondOT's target is bounded, the same growth is 0
+    assert paths.target_second_moment(cond, 1 - gaps, 1.0, d).max().item() == pytest.approx(1.0 + d)
