@@ -325,10 +325,10 @@ def target_second_moment(scheduler: Scheduler, t: TimeLike, data_second_moment: 
     r"""The mean squared size of the CFM target, :math:`\mathbb E\lVert \dot\alpha_t X_1 + \dot\sigma_t X_0\rVert^2`.
 
     For :math:`X_0 \sim \mathcal N(0, I_d)` independent of :math:`X_1` it is
-    :math:`\dot\alpha_t^2\,\E\lVert X_1\rVert^2 + d\,\dot\sigma_t^2`. For the VP path,
+    :math:`\dot\alpha_t^2\,\mathbb E\lVert X_1\rVert^2 + d\,\dot\sigma_t^2`. For the VP path,
     :math:`\dot\sigma_t^2 \approx \beta_{\min}/(4(1 - t))` at the data end, so it grows like
     :math:`\beta_{\min} d / (4(1 - t))`, which is not integrable: the VP CFM loss is log-divergent.
-    ``t``: a float or ``(B,)``; ``data_second_moment`` :math:`= \E\lVert X_1\rVert^2`; returns ``(B,)``.
+    ``t``: a float or ``(B,)``; ``data_second_moment`` :math:`= \mathbb E\lVert X_1\rVert^2`; returns ``(B,)``.
     """
     check_scheduler(scheduler)
     m2 = check_positive_float(data_second_moment, "data_second_moment")
@@ -466,15 +466,22 @@ class Law(NamedTuple):
     p: float
 
 
-def coefficient_limits(scheduler: Scheduler, parameterization: str, end: int, gap: float = 1e-6) -> tuple[Law, Law]:
+class Limits(NamedTuple):
+    """The laws of the two coefficients of :math:`u = a_t x + b_t f` at one end."""
+
+    a: Law
+    b: Law
+
+
+def coefficient_limits(scheduler: Scheduler, parameterization: str, end: int, gap: float = 1e-6) -> Limits:
     r"""The leading behaviour of the coefficients :math:`(a_t, b_t)` of :func:`velocity_coefficients` at an end.
 
     ``end`` is 0 (the noise end, :math:`g = t`) or 1 (the data end, :math:`g = 1 - t`). Each coefficient
     is evaluated in float64 at :math:`g` = ``gap`` and ``gap / 10``; the power :math:`p` is the log-log slope
     between them rounded to a multiple of 1/2 (0 when the coefficient converges), and :math:`c` is the
     value at ``gap / 10`` times :math:`g^p`, rounded to 4 significant digits (limits below :math:`10^{-5}`
-    are reported as 0). Returns :class:`Law` ``(c, p)`` for :math:`a_t` and for :math:`b_t`; the laws of
-    the book's table are checked against closed forms in ``tests/test_ch5_rigor.py``.
+    are reported as 0). Returns :class:`Limits`: a :class:`Law` ``(c, p)`` for :math:`a_t` and one for
+    :math:`b_t`; the laws of the book's table are checked against closed forms in ``tests/test_ch5_rigor.py``.
     """
     check_scheduler(scheduler)
     _check_parameterization(parameterization, "parameterization")
@@ -490,7 +497,7 @@ def coefficient_limits(scheduler: Scheduler, parameterization: str, end: int, ga
         c = v[1].item() * (gap / 10) ** p
         c = 0.0 if p == 0 and abs(c) < 1e-5 else float(f"{c:.4g}")
         laws.append(Law(c, p))
-    return laws[0], laws[1]
+    return Limits(laws[0], laws[1])
 
 
 def endpoints_from(
