@@ -185,8 +185,8 @@ class DiscreteVPScheduler(Scheduler):
     step :math:`\alpha_{t_k} = \sqrt{\bar\alpha_k}` exactly, :math:`\alpha_t^2 + \sigma_t^2 = 1`, and
     :math:`\dot\alpha_t = -\tfrac T2\,\alpha_t \log(1 - \beta_k)` on the interval of step k (a
     continuous-time rate :math:`\beta(s) = -T\log(1 - \beta_k) \approx T\beta_k`, as in Song et al. 2021).
-    :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t/\sigma_t` is evaluated with :math:`\sigma_t \ge`
-    :data:`~fmbook.paths.SIGMA_FLOOR` at the data end t = 1, where :math:`\sigma_1 = 0`.
+    :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t/\sigma_t` is exact wherever :math:`\sigma_t > 0`; at the
+    data end t = 1, where :math:`\sigma_1 = 0`, :data:`~fmbook.paths.SIGMA_FLOOR` replaces it.
     """
 
     def __init__(self, schedule: DDPMSchedule) -> None:
@@ -205,7 +205,7 @@ class DiscreteVPScheduler(Scheduler):
         a = torch.exp(0.5 * log_a2)
         sigma = torch.sqrt((-torch.expm1(log_a2)).clamp_min(0))
         da = -0.5 * T * slope * a
-        ds = -a * da / sigma.clamp_min(SIGMA_FLOOR)
+        ds = -a * da / torch.where(sigma > 0, sigma, torch.full_like(sigma, SIGMA_FLOOR))
         return SchedulerOutput(*(c.to(t.dtype) for c in (a, sigma, da, ds)))
 
     def __repr__(self) -> str:
@@ -393,7 +393,9 @@ def probability_flow_velocity(model: NoiseModel, scheduler: Scheduler) -> Callab
 
     With :math:`\hat x_0 = \hat\varepsilon` and :math:`\hat x_1 = (x - \sigma_t\hat\varepsilon)/\alpha_t`,
     :math:`u_t(x) = \dot\alpha_t \hat x_1 + \dot\sigma_t \hat\varepsilon` (:func:`fmbook.paths.convert`
-    from ``"epsilon"`` to ``"velocity"``, divisors floored at SIGMA_FLOOR). Returns a callable
+    from ``"epsilon"`` to ``"velocity"`` with ``clamp=True``: a divisor is floored only where its magnitude
+    is below :func:`fmbook.paths.edge_floor`, so :math:`\alpha_t > 0` of a DDPM schedule is used exactly,
+    however small, e.g. :math:`\alpha_0 \approx 4.9\cdot10^{-5}` of the cosine schedule). Returns a callable
     ``velocity(x, t)`` for the ODE solvers of :mod:`fmbook.solvers`.
     """
     if not callable(model):

@@ -43,9 +43,40 @@ from ._validation import (
     check_unit_interval,
 )
 
-#: The smallest sigma_t used where a formula divides by sigma_t (the data end t = 1 of a
-#: path with sigma_1 = 0). Documented clamp: fields are evaluated at sigma_t >= SIGMA_FLOOR.
+#: The value put in place of an exact :math:`\sigma_t = 0` in the derivative
+#: :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t/\sigma_t` of the variance-preserving schedulers
+#: (their data end t = 1, where the true derivative is :math:`-\infty`). Every :math:`\sigma_t > 0`
+#: is used as it is.
 SIGMA_FLOOR = 1e-4
+
+
+def edge_floor(dtype: torch.dtype) -> float:
+    r"""The magnitude below which a divisor is floored where a formula of this module divides by a
+    vanishing :math:`\sigma_t`, :math:`\alpha_t` or determinant at an end of [0, 1]:
+    ``torch.finfo(dtype).tiny ** 0.25`` (about :math:`3.3\cdot10^{-10}` in float32 and
+    :math:`1.2\cdot10^{-77}` in float64).
+
+    It only replaces exact zeros in practice: on [0, 1] the smallest nonzero :math:`1 - t` is
+    :math:`2^{-24} \approx 6\cdot10^{-8}` in float32 and :math:`2^{-53}` in float64, far above it,
+    so the exact formula is used at every t < 1; at the noise end only :math:`\alpha_t` below the
+    floor (e.g. CondOT at :math:`t < 3.3\cdot10^{-10}` in float32) is floored. Its fourth root of the
+    smallest normal number leaves room for two such divisions and a factor of :math:`10^{10}`
+    before the dtype overflows, so every result stays finite.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return torch.finfo(dtype).tiny ** 0.25
+
+
+def _floor_magnitude(den: Tensor) -> Tensor:
+    """``den`` with its magnitude floored at :func:`edge_floor` of its dtype (zeros become +floor)."""
+    f = edge_floor(den.dtype)
+    return torch.where(den >= 0, den.clamp_min(f), den.clamp_max(-f))
+
+
+def _nonzero(sigma: Tensor) -> Tensor:
+    """``sigma`` (>= 0) with exact zeros replaced by :data:`SIGMA_FLOOR`; every positive value kept."""
+    return torch.where(sigma > 0, sigma, torch.full_like(sigma, SIGMA_FLOOR))
 
 
 class SchedulerOutput(NamedTuple):
@@ -122,11 +153,15 @@ class PolynomialScheduler(Scheduler):
 
 
 class CosineScheduler(Scheduler):
-    """alpha_t = sin(pi t / 2), sigma_t = cos(pi t / 2): alpha_t^2 + sigma_t^2 = 1."""
+    """alpha_t = sin(pi t / 2), sigma_t = cos(pi t / 2): alpha_t^2 + sigma_t^2 = 1.
+
+    sigma_t is computed as sin(pi (1 - t) / 2): exactly 0 at t = 1 (cos of the rounded pi / 2 is
+    not) and accurate to the last bit near the data end.
+    """
 
     def coefficients(self, t: Tensor) -> SchedulerOutput:
         h = 0.5 * math.pi
-        sin, cos = torch.sin(h * t), torch.cos(h * t).clamp_min(0)
+        sin, cos = torch.sin(h * t), torch.sin(h * (1 - t)).clamp_min(0)
         return SchedulerOutput(sin, cos, h * cos, -h * sin)
 
 
@@ -139,8 +174,10 @@ class VPScheduler(Scheduler):
     :math:`\alpha_1 = 1, \sigma_1 = 0`, and :math:`\alpha_0 = e^{-T(1)/2}` is small but not 0
     (about 0.0066 for the defaults). Derivatives: :math:`\dot\alpha_t = \tfrac12\beta(1 - t)\alpha_t`
     and :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t / \sigma_t`, which diverges like
-    :math:`(1-t)^{-1/2}` at the data end; it is evaluated with :math:`\sigma_t \ge` :data:`SIGMA_FLOOR`
-    (documented clamp: finite, about -500 at t = 1 for the defaults).
+    :math:`(1-t)^{-1/2}` at the data end. It is exact at every t < 1 (in float64 about
+    :math:`-1.6\cdot10^{7}` at :math:`t = 1 - 2^{-53}`); at t = 1 itself, where it is :math:`-\infty`,
+    :math:`\sigma_1 = 0` is replaced by :data:`SIGMA_FLOOR` (documented convention: about -500 for
+    the defaults).
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
@@ -156,7 +193,7 @@ class VPScheduler(Scheduler):
         a = torch.exp(-0.5 * big_t)
         sigma = torch.sqrt((-torch.expm1(-big_t)).clamp_min(0))
         da = 0.5 * beta * a
-        ds = -a * da / sigma.clamp_min(SIGMA_FLOOR)
+        ds = -a * da / _nonzero(sigma)
         return SchedulerOutput(a, sigma, da, ds)
 
     def __repr__(self) -> str:
@@ -182,6 +219,20 @@ class VEScheduler(Scheduler):
         log_ratio = math.log(self.sigma_min / self.sigma_max)
         sigma = self.sigma_max * torch.exp(t * log_ratio)
         return SchedulerOutput(torch.ones_like(t), sigma, torch.zeros_like(t), log_ratio * sigma)
+
+    def sde_kernel_std(self, t: TimeLike) -> Tensor:
+        r"""The standard deviation of Song et al.'s (2021) VE perturbation kernel, in the book's time.
+
+        Their VE SDE :math:`dx = \sqrt{d[\sigma^2(s)]/ds}\,dW_s`, started at the data at diffusion time
+        :math:`s = 0`, has :math:`x(s) \mid x(0) \sim \mathcal N(x(0), [\sigma^2(s) - \sigma^2(0)] I)`; with
+        :math:`s = 1 - t` and :math:`\sigma(s) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^s` this is
+        :math:`\sqrt{\sigma_t^2 - \sigma_{\min}^2}`. The path of this scheduler (and of Lipman et al.) uses
+        :math:`\sigma_t` instead: an approximation, with a relative variance error
+        :math:`\sigma_{\min}^2/\sigma_t^2` that is largest (100 percent) at the data end t = 1.
+        ``t``: a float or ``(B,)`` in [0, 1]; returns ``(B,)``.
+        """
+        sigma = self(t).sigma_t
+        return torch.sqrt((sigma**2 - self.sigma_min**2).clamp_min(0))
 
     def __repr__(self) -> str:
         return f"VEScheduler(sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g})"
@@ -218,9 +269,10 @@ def log_snr(scheduler: Scheduler, t: TimeLike) -> Tensor:
 
 def snr(scheduler: Scheduler, t: TimeLike) -> Tensor:
     r"""The signal-to-noise ratio :math:`\alpha_t^2 / \sigma_t^2`, ``(B,)``; :math:`\sigma_t` is floored
-    at :data:`SIGMA_FLOOR` (documented clamp), so it is finite at the data end."""
+    at :func:`edge_floor` (documented clamp: exact wherever :math:`\sigma_t > 0`), so it is finite at
+    the data end."""
     a, s, _, _ = check_scheduler(scheduler)(t)
-    return a**2 / s.clamp_min(SIGMA_FLOOR) ** 2
+    return a**2 / _floor_magnitude(s) ** 2
 
 
 class PathSample(NamedTuple):
@@ -269,6 +321,22 @@ class AffinePath:
         return PathSample(a * x1 + s * x0, da * x1 + ds * x0, t)
 
 
+def target_second_moment(scheduler: Scheduler, t: TimeLike, data_second_moment: float, dim: int) -> Tensor:
+    r"""The mean squared size of the CFM target, :math:`\mathbb E\lVert \dot\alpha_t X_1 + \dot\sigma_t X_0\rVert^2`.
+
+    For :math:`X_0 \sim \mathcal N(0, I_d)` independent of :math:`X_1` it is
+    :math:`\dot\alpha_t^2\,\mathbb E\lVert X_1\rVert^2 + d\,\dot\sigma_t^2`. For the VP path,
+    :math:`\dot\sigma_t^2 \approx \beta_{\min}/(4(1 - t))` at the data end, so it grows like
+    :math:`\beta_{\min} d / (4(1 - t))`, which is not integrable: the VP CFM loss is log-divergent.
+    ``t``: a float or ``(B,)``; ``data_second_moment`` :math:`= \mathbb E\lVert X_1\rVert^2`; returns ``(B,)``.
+    """
+    check_scheduler(scheduler)
+    m2 = check_positive_float(data_second_moment, "data_second_moment")
+    d = check_positive_int(dim, "dim")
+    _, _, da, ds = scheduler(t)
+    return da**2 * m2 + d * ds**2
+
+
 def _coefficients(scheduler: Scheduler, t: TimeLike, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The scheduler's coefficients at ``t`` (checked), each shaped to broadcast against ``like``."""
     check_scheduler(scheduler)
@@ -287,13 +355,15 @@ def conditional_velocity(x: Tensor, x1: Tensor, t: TimeLike, scheduler: Schedule
 
     Shapes: ``x`` and ``x1`` ``(B, ...)``, ``t`` a float or ``(B,)``; returns ``(B, ...)``.
     Where :math:`\sigma_t = 0` (the data end of a path with :math:`\sigma_1 = 0`) the field is
-    0/0 on the path; documented clamp: :math:`\sigma_t` is floored at :data:`SIGMA_FLOOR`.
+    0/0 on the path; documented clamp: :math:`\sigma_t` is floored at :func:`edge_floor`, which
+    leaves every :math:`\sigma_t > 0` of the book's schedulers exact (on the path the result at
+    :math:`\sigma_t = 0` is :math:`\dot\alpha_t x_1`).
     """
     x = check_batch(x, "x")
     x1 = check_batch(x1, "x1")
     check_same_shape(x, x1, "x", "x1")
     a, s, da, ds = _coefficients(scheduler, t, x)
-    return da * x1 + ds / s.clamp_min(SIGMA_FLOOR) * (x - a * x1)
+    return da * x1 + ds / _floor_magnitude(s) * (x - a * x1)
 
 
 def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Scheduler) -> Tensor:
@@ -305,7 +375,8 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Sched
     .. math:: u_t(x) = \dot\alpha_t \hat x_1 + \frac{\dot\sigma_t}{\sigma_t}(x - \alpha_t \hat x_1),
 
     which is :func:`conditional_velocity` with :math:`x_1` replaced by its prediction.
-    ``sigma_t`` is clamped below at :data:`SIGMA_FLOOR` so the data end t = 1 stays finite.
+    ``sigma_t`` is floored at :func:`edge_floor` (exact for every :math:`\sigma_t > 0`) so the
+    data end t = 1 stays finite.
     Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` a float or ``(B,)``.
     """
     check_scheduler(scheduler)
@@ -315,8 +386,9 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Sched
     return conditional_velocity(x_t, x1_pred, t, scheduler)
 
 
-#: The parameterisations of the same velocity field (for a Gaussian source, epsilon = x0).
-PARAMETERIZATIONS = ("velocity", "x1", "x0", "epsilon", "score")
+#: The parameterisations of the same velocity field (for a Gaussian source, epsilon = x0); "v" is
+#: the v-prediction :math:`v = \alpha_t x_0 - \sigma_t x_1` of Salimans and Ho (2022).
+PARAMETERIZATIONS = ("velocity", "x1", "x0", "epsilon", "score", "v")
 
 
 def _check_parameterization(value: object, name: str) -> str:
@@ -326,10 +398,10 @@ def _check_parameterization(value: object, name: str) -> str:
 
 
 def _divide(num: Tensor, den: Tensor, what: str, clamp: bool) -> Tensor:
-    """num / den; with ``clamp`` the magnitude of den is floored at SIGMA_FLOOR, otherwise an
+    """num / den; with ``clamp`` the magnitude of den is floored at :func:`edge_floor`, otherwise an
     exact zero raises a ValueError that names the undefined quantity."""
     if clamp:
-        return num / torch.where(den >= 0, den.clamp_min(SIGMA_FLOOR), den.clamp_max(-SIGMA_FLOOR))
+        return num / _floor_magnitude(den)
     if bool((den == 0).any()):
         raise ValueError(
             f"{what} is undefined at these t (division by zero); use t strictly inside (0, 1) or clamp=True"
@@ -357,11 +429,17 @@ def velocity_coefficients(
     * x0 or epsilon: :math:`a_t = \dot\alpha/\alpha`, :math:`b_t = \dot\sigma - \sigma\dot\alpha/\alpha`;
       undefined where :math:`\alpha_t = 0`;
     * score: :math:`a_t = \dot\alpha/\alpha`, :math:`b_t = \sigma^2\dot\alpha/\alpha - \sigma\dot\sigma`;
-      undefined where :math:`\alpha_t = 0`.
+      undefined where :math:`\alpha_t = 0`;
+    * v (:math:`v = \alpha x_0 - \sigma x_1`, Salimans and Ho, 2022):
+      :math:`a_t = (\alpha\dot\alpha + \sigma\dot\sigma)/(\alpha^2 + \sigma^2)`,
+      :math:`b_t = (\alpha\dot\sigma - \dot\alpha\sigma)/(\alpha^2 + \sigma^2)`; defined everywhere
+      (:math:`\alpha_t, \sigma_t` never vanish together). On the cosine path :math:`a_t = 0`,
+      :math:`b_t = -\pi/2`: the v-target is the velocity times :math:`-2/\pi`.
 
     The score row holds for a Gaussian source N(0, I), where :math:`E[X_0 \mid x] = -\sigma_t \nabla\log p_t(x)`.
     ``t``: a float or ``(B,)`` in [0, 1]; returns two tensors ``(B,)``. With ``clamp=False`` an
-    exact zero divisor raises ValueError; with ``clamp=True`` it is floored at :data:`SIGMA_FLOOR`.
+    exact zero divisor raises ValueError; with ``clamp=True`` its magnitude is floored at
+    :func:`edge_floor` (every nonzero divisor of the book's schedulers is kept).
     """
     check_scheduler(scheduler)
     _check_parameterization(parameterization, "parameterization")
@@ -369,6 +447,9 @@ def velocity_coefficients(
     a, s, da, ds = scheduler(t)
     if parameterization == "velocity":
         return torch.zeros_like(a), torch.ones_like(a)
+    if parameterization == "v":
+        norm = a * a + s * s
+        return (a * da + s * ds) / norm, (a * ds - da * s) / norm
     if parameterization == "x1":
         ratio = _divide(ds, s, "an x1 (target) prediction's velocity (sigma_t = 0)", clamp)
         return ratio, da - a * ratio
@@ -376,6 +457,47 @@ def velocity_coefficients(
     if parameterization in ("x0", "epsilon"):
         return ratio, ds - s * ratio
     return ratio, s**2 * ratio - s * ds
+
+
+class Law(NamedTuple):
+    r"""A leading law :math:`c\,g^{-p}` in the distance :math:`g` to an end of [0, 1]; ``p = 0`` is a finite limit c."""
+
+    c: float
+    p: float
+
+
+class Limits(NamedTuple):
+    """The laws of the two coefficients of :math:`u = a_t x + b_t f` at one end."""
+
+    a: Law
+    b: Law
+
+
+def coefficient_limits(scheduler: Scheduler, parameterization: str, end: int, gap: float = 1e-6) -> Limits:
+    r"""The leading behaviour of the coefficients :math:`(a_t, b_t)` of :func:`velocity_coefficients` at an end.
+
+    ``end`` is 0 (the noise end, :math:`g = t`) or 1 (the data end, :math:`g = 1 - t`). Each coefficient
+    is evaluated in float64 at :math:`g` = ``gap`` and ``gap / 10``; the power :math:`p` is the log-log slope
+    between them rounded to a multiple of 1/2 (0 when the coefficient converges), and :math:`c` is the
+    value at ``gap / 10`` times :math:`g^p`, rounded to 4 significant digits (limits below :math:`10^{-5}`
+    are reported as 0). Returns :class:`Limits`: a :class:`Law` ``(c, p)`` for :math:`a_t` and one for
+    :math:`b_t`; the laws of the book's table are checked against closed forms in ``tests/test_ch5_rigor.py``.
+    """
+    check_scheduler(scheduler)
+    _check_parameterization(parameterization, "parameterization")
+    if end not in (0, 1):
+        raise ValueError(f"end must be 0 (noise end) or 1 (data end), got {end!r}")
+    gap = check_unit_interval(gap, "gap", open_low=True, open_high=True)
+    g = torch.tensor([gap, gap / 10], dtype=torch.float64)
+    laws = []
+    for v in velocity_coefficients(scheduler, g if end == 0 else 1 - g, parameterization):
+        v1, v2 = abs(v[0].item()), abs(v[1].item())
+        slope = math.log10(v2 / v1) if v1 > 0 and v2 > 0 else 0.0
+        p = max(0.0, round(2 * slope) / 2)
+        c = v[1].item() * (gap / 10) ** p
+        c = 0.0 if p == 0 and abs(c) < 1e-5 else float(f"{c:.4g}")
+        laws.append(Law(c, p))
+    return Limits(laws[0], laws[1])
 
 
 def endpoints_from(
@@ -391,11 +513,13 @@ def endpoints_from(
     * x1 (target) prediction: :math:`x_0 = (x - \alpha x_1)/\sigma`, undefined where :math:`\sigma_t = 0`;
     * x0 or epsilon (source / noise) prediction: :math:`x_1 = (x - \sigma x_0)/\alpha`,
       undefined where :math:`\alpha_t = 0` (the noise end t = 0);
-    * score, for a Gaussian source N(0, I): :math:`x_0 = -\sigma \nabla\log p_t(x)`, then as x0.
+    * score, for a Gaussian source N(0, I): :math:`x_0 = -\sigma \nabla\log p_t(x)`, then as x0;
+    * v (:math:`v = \alpha x_0 - \sigma x_1`): :math:`x_1 = (\alpha x - \sigma v)/(\alpha^2 + \sigma^2)`,
+      :math:`x_0 = (\sigma x + \alpha v)/(\alpha^2 + \sigma^2)`, defined everywhere.
 
     Shapes: ``prediction`` and ``x_t`` ``(B, ...)``; ``t`` a float or ``(B,)``. With
     ``clamp=False`` an exact division by zero raises ValueError; with ``clamp=True``
-    divisors are floored at :data:`SIGMA_FLOOR` in magnitude.
+    divisors are floored at :func:`edge_floor` in magnitude.
     """
     _check_parameterization(parameterization, "parameterization")
     _check_clamp(clamp)
@@ -410,6 +534,9 @@ def endpoints_from(
         )
     if parameterization == "x1":
         return _divide(x_t - a * prediction, s, "x0 from an x1 prediction (sigma_t = 0)", clamp), prediction
+    if parameterization == "v":
+        norm = a * a + s * s
+        return (s * x_t + a * prediction) / norm, (a * x_t - s * prediction) / norm
     x0 = prediction if parameterization in ("x0", "epsilon") else -s * prediction
     return x0, _divide(x_t - s * x0, a, "x1 from a source / noise / score prediction (alpha_t = 0)", clamp)
 
@@ -427,8 +554,8 @@ def convert(
 
     ``source`` and ``target`` are among :data:`PARAMETERIZATIONS`. The endpoints are first
     recovered with :func:`endpoints_from`, then mapped to ``target``: velocity
-    :math:`\dot\alpha \hat x_1 + \dot\sigma \hat x_0`, x1, x0 / epsilon, or score
-    :math:`-\hat x_0/\sigma` (Gaussian source; undefined where :math:`\sigma_t = 0`).
+    :math:`\dot\alpha \hat x_1 + \dot\sigma \hat x_0`, x1, x0 / epsilon, v :math:`\alpha \hat x_0 - \sigma \hat x_1`,
+    or score :math:`-\hat x_0/\sigma` (Gaussian source; undefined where :math:`\sigma_t = 0`).
     Shapes: ``(B, ...)`` in and out. Errors and ``clamp`` as in :func:`endpoints_from`.
     """
     _check_parameterization(source, "source")
@@ -447,6 +574,8 @@ def convert(
     a, s, da, ds = _coefficients(scheduler, t, x_t)
     if target == "velocity":
         return da * x1 + ds * x0
+    if target == "v":
+        return a * x0 - s * x1
     return _divide(-x0, s, "the score (sigma_t = 0)", clamp)
 
 
@@ -567,7 +696,7 @@ def _row_blocks(x: Tensor, t: Tensor, data: Tensor) -> Iterator[tuple[Tensor, Te
 def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
-    s = s.clamp_min(SIGMA_FLOOR)
+    s = _floor_magnitude(s)
     # Squared distances accumulated one coordinate at a time: exact (no cancellation as in
     # |x|^2 - 2<x, m> + |m|^2, which matters when sigma_t is small) and without a (B, N, d) tensor.
     # In-place updates keep it to one (B, N) buffer and a temporary per coordinate.
@@ -632,7 +761,7 @@ def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
     The posterior-weighted average of the conditional velocities, for a Gaussian source and
     the finite data set ``data`` (uniform weights). Shapes: ``x`` ``(B, d)``, ``t`` a float or
     ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``. At the data end, where
-    :math:`\sigma_1 = 0`, ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    :math:`\sigma_1 = 0`, ``sigma_t`` is floored at :func:`edge_floor`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -704,21 +833,21 @@ def gaussian_marginal_velocity(x: Tensor, t: TimeLike, mean: Tensor | float, std
 def marginal_score(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact marginal score :math:`\nabla_x \log p_t(x) = -(x - \alpha_t E[X_1 \mid x]) / \sigma_t^2`.
 
-    Shapes as in :func:`marginal_velocity`; ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    Shapes as in :func:`marginal_velocity`; ``sigma_t`` is floored at :func:`edge_floor`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     x1_hat = posterior_mean(x, t, data, scheduler)
     a, s, _, _ = (c[:, None] for c in scheduler.coefficients(t))
-    return -(x - a * x1_hat) / s.clamp_min(SIGMA_FLOOR) ** 2
+    return -(x - a * x1_hat) / _floor_magnitude(s) ** 2
 
 
 def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact log-density :math:`\log p_t(x) = \log \frac1N \sum_i \mathcal N(x; \alpha_t z_i, \sigma_t^2 I)`.
 
     Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B,)``.
-    ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    ``sigma_t`` is floored at :func:`edge_floor`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -742,7 +871,7 @@ def velocity_from_score(score: Tensor, x: Tensor, t: TimeLike, scheduler: Schedu
 
     for the conditional and the marginal fields alike (source N(0, I)). Undefined where
     :math:`\alpha_t = 0` (the noise end t = 0 of CondOT): a ValueError, or with ``clamp=True``
-    :math:`\alpha_t` floored at :data:`SIGMA_FLOOR`. Shapes: ``score`` and ``x`` ``(B, ...)``,
+    :math:`\alpha_t` floored at :func:`edge_floor`. Shapes: ``score`` and ``x`` ``(B, ...)``,
     ``t`` a float or ``(B,)``.
     """
     x = check_batch(x, "x")
@@ -760,7 +889,7 @@ def score_from_velocity(velocity: Tensor, x: Tensor, t: TimeLike, scheduler: Sch
               {\sigma_t^2\dot\alpha_t - \alpha_t\dot\sigma_t\sigma_t}.
 
     The denominator vanishes where :math:`\sigma_t = 0` (the data end t = 1): a ValueError, or with
-    ``clamp=True`` its magnitude is floored at :data:`SIGMA_FLOOR`. Shapes as in :func:`velocity_from_score`.
+    ``clamp=True`` its magnitude is floored at :func:`edge_floor`. Shapes as in :func:`velocity_from_score`.
     """
     x = check_batch(x, "x")
     velocity = check_batch(velocity, "velocity")

@@ -50,7 +50,9 @@ def _draw(scheduler, n=40, shape=(3,), seed=0, low=0.02, high=0.98):
     sample = AffinePath(scheduler).sample(x0, x1, t)
     sigma = scheduler(t).sigma_t.reshape(n, *([1] * len(shape)))
     # For a Gaussian source the conditional score of N(alpha x1, sigma^2 I) at x_t is -x0 / sigma.
-    exact = {"velocity": sample.dx_t, "x1": x1, "x0": x0, "epsilon": x0, "score": -x0 / sigma}
+    alpha = scheduler(t).alpha_t.reshape(n, *([1] * len(shape)))
+    exact = {"velocity": sample.dx_t, "x1": x1, "x0": x0, "epsilon": x0, "score": -x0 / sigma,
+             "v": alpha * x0 - sigma * x1}
     return sample.x_t, t, exact
 
 
@@ -268,7 +270,7 @@ X = torch.zeros(4, 2)
     "make, error, words",
     [
         (lambda: convert(X, "noise", "velocity", X, 0.5, CondOTScheduler()), ValueError, "source must be one of"),
-        (lambda: convert(X, "velocity", "v", X, 0.5, CondOTScheduler()), ValueError, "target must be one of"),
+        (lambda: convert(X, "velocity", "u", X, 0.5, CondOTScheduler()), ValueError, "target must be one of"),
         (lambda: convert(X, "velocity", "velocity", X, 0.5, CondOTScheduler()(0.5)), TypeError, "scheduler must be"),
         (lambda: convert(X, "x1", "x0", X, 0.5, None), TypeError, "scheduler must be"),
         (lambda: convert(X, "x1", "x0", X, 0.5, CondOTScheduler(), clamp="yes"), TypeError, "clamp must be a bool"),
