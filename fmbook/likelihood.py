@@ -417,7 +417,10 @@ def continuity_residual(
     .. math:: \frac{\partial_t p_t + \nabla\cdot(p_t u_t)}{p_t}
               = \partial_t \log p_t + \nabla\cdot u_t + u_t\cdot\nabla\log p_t .
 
-    It vanishes everywhere exactly when ``velocity`` generates the path ``log_density``.
+    It vanishes everywhere when ``velocity`` generates the path ``log_density`` (for a density that is
+    continuously differentiable in (t, x)); conversely, a zero residual implies that ``velocity``
+    generates the path when the velocity is locally Lipschitz and integrable along it (the mass
+    conservation theorem).
 
     Args:
         log_density: ``log_density(x, t) -> (B,)``, differentiable in ``x`` and ``t``.
