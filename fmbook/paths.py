@@ -744,7 +744,7 @@ def posterior_weights(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
 
     a softmax computed in log space; :func:`posterior_mean` is :math:`\sum_i w_i z_i`. Shapes: ``x``
     ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, N)``, rows summing to 1.
-    ``sigma_t`` is clamped at :data:`SIGMA_FLOOR`.
+    ``sigma_t`` is floored only where it vanishes (:func:`edge_floor`).
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -785,8 +785,8 @@ def marginal_velocity_jacobian(x: Tensor, t: TimeLike, data: Tensor, scheduler: 
     for CondOT :math:`\big(t\, \mathrm{Cov}_w / (1 - t)^2 - I\big) / (1 - t)`: a contraction at
     rate :math:`1/(1 - t)` where the posterior sits on one data point, and an expansion of order
     :math:`(1 - t)^{-3}` where it is split between several. Shapes: ``x`` ``(B, d)``, ``t`` a float
-    or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d, d)``. ``sigma_t`` is clamped at
-    :data:`SIGMA_FLOOR`.
+    or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d, d)``. ``sigma_t`` is floored only where it
+    vanishes (:func:`edge_floor`).
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -800,7 +800,7 @@ def marginal_velocity_jacobian(x: Tensor, t: TimeLike, data: Tensor, scheduler: 
         covariances.append(torch.einsum("bn,ni,nj->bij", w, data, data) - mean[:, :, None] * mean[:, None, :])
     cov = torch.cat(covariances)
     a, s, da, ds = (c[:, None, None] for c in scheduler.coefficients(t))
-    s = s.clamp_min(SIGMA_FLOOR)
+    s = _floor_magnitude(s)
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     return (ds / s) * eye + (da - ds * a / s) * (a / s**2) * cov
 
