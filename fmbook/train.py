@@ -702,11 +702,11 @@ def copy_to_cpu(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------------------
 
 
-def _check_scale(scale: object) -> float:
+def _check_scale(scale: object, name: str = "guidance_scale") -> float:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"guidance_scale must be a real number, got {type(scale).__name__}")
+        raise TypeError(f"{name} must be a real number, got {type(scale).__name__}")
     if not math.isfinite(scale):
-        raise ValueError(f"guidance_scale must be finite, got {scale}")
+        raise ValueError(f"{name} must be finite, got {scale}")
     return float(scale)
 
 
@@ -722,6 +722,36 @@ def combine_guidance(v_cond: Tensor, v_uncond: Tensor, guidance_scale: float) ->
             f"v_cond and v_uncond must have the same shape, got {tuple(v_cond.shape)} and {tuple(v_uncond.shape)}"
         )
     return v_uncond + w * (v_cond - v_uncond)
+
+
+def guidance_scale_from_ho_salimans(w_ho_salimans: float) -> float:
+    r"""The book's guidance scale for the scale :math:`w_{\mathrm{HS}}` of Ho and Salimans (2022):
+    :math:`w = 1 + w_{\mathrm{HS}}`.
+
+    Ho and Salimans write :math:`\tilde\varepsilon = (1 + w_{\mathrm{HS}})\,\varepsilon(z, c)
+    - w_{\mathrm{HS}}\,\varepsilon(z)` (their eq. 6), which is :func:`combine_guidance` with
+    :math:`w = 1 + w_{\mathrm{HS}}`: their :math:`w_{\mathrm{HS}} = 0` is plain conditional
+    sampling (the book's ``w = 1``), and the unconditional field is their :math:`w_{\mathrm{HS}} = -1`.
+    """
+    return 1.0 + _check_scale(w_ho_salimans, "w_ho_salimans")
+
+
+def combine_guidance_ho_salimans(pred_cond: Tensor, pred_uncond: Tensor, w_ho_salimans: float) -> Tensor:
+    r"""Classifier-free guidance as Ho and Salimans (2022, eq. 6) write it:
+    :math:`(1 + w_{\mathrm{HS}})\,\hat f(x, t, c) - w_{\mathrm{HS}}\,\hat f(x, t, \varnothing)`.
+
+    ``pred_cond`` and ``pred_uncond`` ``(B, ...)`` are two predictions of the same kind (they
+    guide noise predictions; on an affine path any parameterisation that is affine in the
+    velocity with coefficients free of the condition gives the same guided field). Equal to
+    ``combine_guidance(pred_cond, pred_uncond, guidance_scale_from_ho_salimans(w_ho_salimans))``.
+    """
+    w = _check_scale(w_ho_salimans, "w_ho_salimans")
+    if pred_cond.shape != pred_uncond.shape:
+        raise ValueError(
+            f"pred_cond and pred_uncond must have the same shape, got {tuple(pred_cond.shape)} "
+            f"and {tuple(pred_uncond.shape)}"
+        )
+    return (1 + w) * pred_cond - w * pred_uncond
 
 
 def guided_velocity(model: nn.Module, c: Tensor, guidance_scale: float = 1.0) -> Callable[[Tensor, Tensor], Tensor]:
