@@ -48,3 +48,40 @@ def test_ho_salimans_guidance_bad_input():
         train.combine_guidance_ho_salimans(torch.zeros(2, 2), torch.zeros(2, 2), math.inf)
     with pytest.raises(ValueError, match="pred_cond and pred_uncond"):
         train.combine_guidance_ho_salimans(torch.zeros(2, 2), torch.zeros(3, 2), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Two-stage second-order methods: the global error is affine in the node a (chapter 8, ex-ch8-ralston)
+# ----------------------------------------------------------------------------------------------
+
+
+def _two_stage(velocity, x, steps, a):
+    """The explicit two-stage second-order method with nodes 0, a and weights 1 - 1/(2a), 1/(2a)."""
+    h = 1.0 / steps
+    for i in range(steps):
+        t = torch.full((x.shape[0],), i * h, dtype=x.dtype)
+        k1 = velocity(x, t)
+        k2 = velocity(x + a * h * k1, t + a * h)
+        x = x + h * ((1 - 1 / (2 * a)) * k1 + k2 / (2 * a))
+    return x
+
+
+def test_ralston_error_is_two_thirds_midpoint_plus_one_third_heun():
+    from fmbook import solvers
+
+    def velocity(x, t):  # a smooth nonlinear, time-dependent field
+        return torch.sin(3 * x + t[:, None]) - 0.5 * x * torch.cos(2 * t[:, None])
+
+    x0 = torch.linspace(-2, 2, 50, dtype=torch.float64)[:, None]
+    exact = solvers.solve_ode(velocity, x0, steps=4000, method="rk4").x
+    residuals = []
+    for n in (16, 32, 64):
+        e_r = _two_stage(velocity, x0, n, 2 / 3) - exact
+        e_m = solvers.solve_ode(velocity, x0, steps=n, method="midpoint").x - exact
+        e_h = solvers.solve_ode(velocity, x0, steps=n, method="heun").x - exact
+        assert torch.allclose(_two_stage(velocity, x0, n, 0.5) - exact, e_m, atol=1e-12)  # a = 1/2 is midpoint
+        residuals.append(((e_r - (2 * e_m + e_h) / 3).norm() / e_r.norm()).item())
+        # Negative control: the weights of a = 3/4, (e_m + e_h) / 2, miss by far more.
+        assert ((e_r - (e_m + e_h) / 2).norm() / e_r.norm()).item() > 5 * residuals[-1]
+    assert residuals[-1] < 0.02
+    assert residuals[2] < 0.6 * residuals[1] < 0.36 * residuals[0]  # the remainder is O(h) relative
