@@ -85,3 +85,68 @@ def test_ralston_error_is_two_thirds_midpoint_plus_one_third_heun():
         assert ((e_r - (e_m + e_h) / 2).norm() / e_r.norm()).item() > 5 * residuals[-1]
     assert residuals[-1] < 0.02
     assert residuals[2] < 0.6 * residuals[1] < 0.36 * residuals[0]  # the remainder is O(h) relative
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact fields of Gaussian-mixture data (the CFG caveat of chapter 8)
+# ----------------------------------------------------------------------------------------------
+
+MIX_MEANS = torch.tensor([[-1.0, 0.5], [1.5, -0.5], [0.0, 2.0]], dtype=torch.float64)
+MIX_STDS = torch.tensor([0.3, 0.7, 0.5], dtype=torch.float64)
+MIX_WEIGHTS = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("scheduler", [paths.CondOTScheduler(), paths.VPScheduler()], ids=["condot", "vp"])
+def test_gaussian_mixture_velocity_is_the_velocity_of_the_autograd_score(scheduler):
+    x = torch.randn(40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    for t in (0.2, 0.6, 0.9):
+        log_p = paths.gaussian_mixture_log_density(x, t, MIX_MEANS, MIX_STDS, MIX_WEIGHTS, scheduler)
+        (score,) = torch.autograd.grad(log_p.sum(), x)
+        expected = paths.velocity_from_score(score, x.detach(), t, scheduler)
+        got = paths.gaussian_mixture_velocity(x.detach(), t, MIX_MEANS, MIX_STDS, MIX_WEIGHTS, scheduler)
+        assert torch.allclose(got, expected, atol=1e-9)
+        # Negative control: the same mixture with a 20 % wider component has another field.
+        wider = paths.gaussian_mixture_velocity(x.detach(), t, MIX_MEANS, MIX_STDS * 1.2, MIX_WEIGHTS, scheduler)
+        assert (wider - expected).abs().max() > 1e-4  # 10^5 times the tolerance of the match
+
+
+def test_gaussian_mixture_log_density_is_normalised_and_has_the_right_ends():
+    line = torch.linspace(-12, 12, 48001, dtype=torch.float64)[:, None]
+    means, stds = MIX_MEANS[:, :1], MIX_STDS
+    for t in (0.0, 0.4, 1.0):
+        p = paths.gaussian_mixture_log_density(line, t, means, stds, MIX_WEIGHTS).exp()
+        assert abs(torch.trapezoid(p, line[:, 0]).item() - 1) < 1e-8
+    x = torch.randn(30, 2, dtype=torch.float64)
+    noise = -0.5 * (x**2).sum(1) - math.log(2 * math.pi)
+    assert torch.allclose(paths.gaussian_mixture_log_density(x, 0.0, MIX_MEANS, MIX_STDS), noise, atol=1e-12)
+    data_end = torch.logsumexp(torch.stack([
+        MIX_WEIGHTS[k].log() - 0.5 * ((x - MIX_MEANS[k]) ** 2).sum(1) / MIX_STDS[k] ** 2
+        - torch.log(2 * math.pi * MIX_STDS[k] ** 2) for k in range(3)
+    ]), 0)
+    got = paths.gaussian_mixture_log_density(x, 1.0, MIX_MEANS, MIX_STDS, MIX_WEIGHTS)
+    assert torch.allclose(got, data_end, atol=1e-12)
+
+
+def test_gaussian_mixture_velocity_tends_to_the_point_set_field_and_is_finite_at_both_ends():
+    x = torch.randn(25, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    narrow = paths.gaussian_mixture_velocity(x, 0.5, MIX_MEANS, torch.full((3,), 1e-7, dtype=torch.float64))
+    assert torch.allclose(narrow, paths.marginal_velocity(x, 0.5, MIX_MEANS), atol=1e-9)
+    for dtype in (torch.float32, torch.float64):
+        for t in (0.0, 1.0):
+            v = paths.gaussian_mixture_velocity(x.to(dtype), t, MIX_MEANS, MIX_STDS, MIX_WEIGHTS)
+            assert v.dtype == dtype and bool(torch.isfinite(v).all())
+    # At t = 0 (CondOT) the velocity is E[X1] - x: the mixture mean minus the point.
+    v0 = paths.gaussian_mixture_velocity(x, 0.0, MIX_MEANS, MIX_STDS, MIX_WEIGHTS)
+    assert torch.allclose(v0, (MIX_WEIGHTS[:, None] * MIX_MEANS).sum(0) - x, atol=1e-12)
+
+
+def test_gaussian_mixture_bad_input():
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="stds"):
+        paths.gaussian_mixture_velocity(x, 0.5, MIX_MEANS, -MIX_STDS)
+    with pytest.raises(ValueError, match="stds"):
+        paths.gaussian_mixture_velocity(x, 0.5, MIX_MEANS, MIX_STDS[:2])
+    with pytest.raises(ValueError, match="weights"):
+        paths.gaussian_mixture_log_density(x, 0.5, MIX_MEANS, MIX_STDS, torch.tensor([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="means"):
+        paths.gaussian_mixture_log_density(x, 0.5, MIX_MEANS[:, :1], MIX_STDS)
