@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fmbook import data, paths, train
+from fmbook import data, models, paths, train
 
 # ----------------------------------------------------------------------------------------------
 # The classifier-free guidance convention: the book's w = 1 + w of Ho and Salimans (2022)
@@ -150,3 +150,128 @@ def test_gaussian_mixture_bad_input():
         paths.gaussian_mixture_log_density(x, 0.5, MIX_MEANS, MIX_STDS, torch.tensor([1.0, -1.0, 1.0]))
     with pytest.raises(ValueError, match="means"):
         paths.gaussian_mixture_log_density(x, 0.5, MIX_MEANS[:, :1], MIX_STDS)
+
+
+# ----------------------------------------------------------------------------------------------
+# EMA: half-life and the weight of the start, against torch's AveragedModel as fit uses it
+# ----------------------------------------------------------------------------------------------
+
+
+def _ema_impulse(decay, updates):
+    """The share of the first step's weights in fit's EMA: a parameter 1 at the first update, then 0."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    net = torch.nn.Linear(1, 1, bias=False).double()
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        ema.update_parameters(net)
+        net.weight.fill_(0.0)
+        shares = []
+        for _ in range(updates):
+            ema.update_parameters(net)
+            shares.append(ema.module.weight.item())
+    return shares
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.99, 0.999])
+def test_ema_half_life_and_start_weight_match_averaged_model(decay):
+    half_life = train.ema_half_life(decay)
+    assert half_life == pytest.approx(math.log(2) / -math.log(decay))
+    shares = _ema_impulse(decay, int(3 * half_life) + 2)
+    for n in (1, 5, len(shares)):
+        assert shares[n - 1] == pytest.approx(train.ema_start_weight(decay, n), rel=1e-9)
+    # The share falls below 1/2 exactly after ceil(half-life) updates.
+    assert next(n for n, s in enumerate(shares, 1) if s <= 0.5) == math.ceil(half_life)
+    # Negative control: the popular 1 / (1 - d) is the memory, not the half-life (off by ln 2).
+    assert abs(1 / (1 - decay) - half_life) > 0.25 * half_life
+
+
+def test_ema_figures_of_the_chapter_and_bad_input():
+    assert round(train.ema_half_life(0.99)) == 69 and round(train.ema_half_life(0.9999)) == 6931
+    assert train.ema_start_weight(0.99, 1000) < 5e-5 and round(train.ema_start_weight(0.9999, 1000), 2) == 0.90
+    assert train.ema_start_weight(0.5, 0) == 1.0
+    with pytest.raises(ValueError, match="decay"):
+        train.ema_half_life(1.0)
+    with pytest.raises(ValueError, match="steps"):
+        train.ema_start_weight(0.9, -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mixed precision: what stays in float32 (every device) and the CUDA path (on a GPU only)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_time_features_stay_float32_under_bfloat16_autocast():
+
+    embedding = models.SinusoidalTimeEmbedding(64)  # frequencies up to 1000, as in the U-Net
+    t = torch.tensor([0.999, 1.0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = embedding(t)
+        out = models.UNet(channels=8, num_classes=10)(torch.zeros(2, 1, 8, 8), t, torch.tensor([1, 2]))
+        rounded = embedding(t.bfloat16())
+    assert features.dtype == torch.float32 and out.dtype == torch.bfloat16
+    assert (features[0] - features[1]).abs().max() > 0.5
+    # Negative control: a time cast to bfloat16 first cannot tell 0.999 from 1.
+    assert torch.equal(rounded[0], rounded[1])
+
+
+def test_cfm_loss_is_float32_under_bfloat16_autocast():
+    from fmbook import losses
+
+    torch.manual_seed(0)
+    net = models.UNet(channels=8)
+    x1 = torch.rand(4, 1, 8, 8) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = losses.cfm_loss(net, torch.randn_like(x1), x1)
+    assert loss.dtype == torch.float32
+
+
+def test_the_ode_state_must_not_be_bfloat16():
+    from fmbook import solvers
+
+    def ones(x, t):
+        return torch.ones_like(x)
+
+    end32 = solvers.solve_ode(ones, torch.ones(3, 1), steps=256, method="euler").x
+    end16 = solvers.solve_ode(ones, torch.ones(3, 1, dtype=torch.bfloat16), steps=256, method="euler").x
+    assert torch.equal(end32, torch.full((3, 1), 2.0))
+    assert torch.equal(end16.float(), torch.ones(3, 1))  # every increment of 1/256 rounded away
+
+
+def test_amp_flag_is_recorded_only_where_it_runs():
+    x = torch.rand(16, 1, 8, 8) * 2 - 1
+    torch.manual_seed(0)
+    run = train.train_conditional_flow_matching(
+        models.UNet(channels=8, num_classes=10), x, torch.arange(16) % 10,
+        steps=2, batch_size=4, amp=True, device="cpu", progress=False,
+    )
+    assert run.amp is False  # ignored on the CPU: float32 throughout
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bfloat16 autocast runs on CUDA only")
+def test_amp_on_cuda_runs_the_unet_in_bfloat16_and_keeps_float32_state():
+
+    x = torch.rand(64, 1, 8, 8) * 2 - 1
+    labels = torch.arange(64) % 10
+    torch.manual_seed(0)
+    net = models.UNet(channels=8, num_classes=10)
+    seen = {}
+    net.time_embedding[0].register_forward_hook(lambda m, i, o: seen.setdefault("features", o.dtype))
+    net.conv_out.register_forward_hook(lambda m, i, o: seen.setdefault("output", o.dtype))
+    run = train.train_conditional_flow_matching(
+        net, x, labels, steps=5, batch_size=16, amp=True, ema_decay=0.9, device="cuda", progress=False
+    )
+    assert run.amp is True
+    assert seen == {"features": torch.float32, "output": torch.bfloat16}
+    assert all(p.dtype == torch.float32 and p.device.type == "cuda" for p in run.model.parameters())
+    assert all(p.dtype == torch.float32 for p in run.ema_model.parameters())
+    assert all(math.isfinite(v) for v in run.history)
+    # The same run without amp gives a loss curve close to it (bfloat16 rounding only).
+    torch.manual_seed(0)
+    plain = train.train_conditional_flow_matching(
+        models.UNet(channels=8, num_classes=10), x, labels, steps=5, batch_size=16, device="cuda", progress=False
+    )
+    assert not plain.amp
+    assert max(abs(a - b) / b for a, b in zip(run.history, plain.history)) < 0.1
