@@ -275,3 +275,49 @@ def test_amp_on_cuda_runs_the_unet_in_bfloat16_and_keeps_float32_state():
     )
     assert not plain.amp
     assert max(abs(a - b) / b for a, b in zip(run.history, plain.history)) < 0.1
+
+
+# ----------------------------------------------------------------------------------------------
+# Memorisation: nearest-neighbour distances to the training and the held-out digits
+# ----------------------------------------------------------------------------------------------
+
+
+def test_nearest_neighbour_distances_against_scipy_and_for_copies():
+    from scipy.spatial import cKDTree
+
+    from fmbook import metrics
+
+    g = torch.Generator().manual_seed(0)
+    samples, reference = torch.randn(60, 1, 4, 4, generator=g), torch.randn(80, 1, 4, 4, generator=g)
+    got = metrics.nearest_neighbour_distances(samples, reference)
+    expected, _ = cKDTree(reference.reshape(80, -1).double().numpy()).query(samples.reshape(60, -1).double().numpy())
+    assert got.shape == (60,) and got.dtype == torch.float64
+    assert torch.allclose(got, torch.from_numpy(expected), atol=1e-12)
+    # Copies are at distance exactly 0 (no cancellation), a 1 % perturbation is not.
+    copies = reference[torch.randperm(80, generator=g)[:30]]
+    assert torch.equal(metrics.nearest_neighbour_distances(copies, reference), torch.zeros(30, dtype=torch.float64))
+    assert (metrics.nearest_neighbour_distances(copies * 1.01, reference) > 0).all()
+
+
+def test_copied_digits_fail_the_nearest_neighbour_check_that_real_digits_pass():
+    from fmbook import metrics
+
+    digits = data.load_digits_split()
+    perm = torch.randperm(digits.train_images.shape[0], generator=torch.Generator().manual_seed(1))
+    part = digits.train_images[perm[:450]]
+
+    def ratio(x):
+        to_part = metrics.nearest_neighbour_distances(x, part)
+        return (to_part.mean() / metrics.nearest_neighbour_distances(x, digits.heldout_images).mean()).item()
+
+    fresh = ratio(digits.train_images[perm[450:900]])  # real digits outside the reference part
+    assert ratio(part[:300]) == 0.0 and 0.9 < fresh < 1.1
+
+
+def test_nearest_neighbour_distances_bad_input():
+    from fmbook import metrics
+
+    with pytest.raises(ValueError, match="samples"):
+        metrics.nearest_neighbour_distances(torch.zeros(3), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="event shape"):
+        metrics.nearest_neighbour_distances(torch.zeros(3, 2), torch.zeros(3, 3))
