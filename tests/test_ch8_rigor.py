@@ -321,3 +321,100 @@ def test_nearest_neighbour_distances_bad_input():
         metrics.nearest_neighbour_distances(torch.zeros(3), torch.zeros(3, 2))
     with pytest.raises(ValueError, match="event shape"):
         metrics.nearest_neighbour_distances(torch.zeros(3, 2), torch.zeros(3, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# Practice: logit-normal training times, the EDM time grid, guidance in a limited interval
+# ----------------------------------------------------------------------------------------------
+
+
+def test_logit_normal_density_is_the_change_of_variables_and_matches_samples():
+    t = torch.linspace(1e-4, 1 - 1e-4, 200001, dtype=torch.float64)
+    for mean, std in ((0.0, 1.0), (0.5, 0.7)):
+        density = train.logit_normal_density(t, mean, std)
+        assert abs(torch.trapezoid(density, t).item() - 1) < 1e-3
+        # Change of variables by autograd: the normal density of logit t times |d logit t / dt|.
+        tt = t[::1000].clone().requires_grad_()
+        logit = torch.log(tt) - torch.log1p(-tt)
+        (jac,) = torch.autograd.grad(logit.sum(), tt)
+        normal = torch.exp(-0.5 * ((logit.detach() - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+        assert torch.allclose(train.logit_normal_density(tt.detach(), mean, std), normal * jac, rtol=1e-10)
+        # Monte Carlo: the share of samples in [0.2, 0.4] against the integral of the density (5 sigma).
+        samples = train.logit_normal_times(200_000, mean, std, generator=torch.Generator().manual_seed(0))
+        share = ((samples >= 0.2) & (samples <= 0.4)).double().mean().item()
+        band = (t >= 0.2) & (t <= 0.4)
+        p = torch.trapezoid(density[band], t[band]).item()
+        assert abs(share - p) < 5 * math.sqrt(p * (1 - p) / 200_000)
+        # Negative control: uniform times fail the same check.
+        uniform = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+        share_u = ((uniform >= 0.2) & (uniform <= 0.4)).double().mean().item()
+        assert abs(share_u - p) > 5 * math.sqrt(p * (1 - p) / 200_000)
+    with pytest.raises(ValueError, match="t must"):
+        train.logit_normal_density(torch.tensor([0.0, 0.5]))
+    with pytest.raises(ValueError, match="std"):
+        train.logit_normal_times(3, std=0.0)
+
+
+def test_edm_time_grid_is_karras_noise_levels_on_the_condot_path():
+    import numpy as np
+
+    from fmbook import solvers
+
+    grid = solvers.edm_time_grid(18)
+    assert grid.shape == (19,) and grid[0] == 0 and grid[-1] == 1 and bool((grid.diff() > 0).all())
+    i = np.arange(18)
+    sigmas = (80 ** (1 / 7) + i / 17 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7  # eq. 5 of Karras et al.
+    ratio = ((1 - grid[1:-1]) / grid[1:-1]).numpy()  # the noise-to-signal ratio of CondOT
+    assert np.allclose(ratio, sigmas[1:], rtol=1e-12)
+    with pytest.raises(ValueError, match="sigma_min must be < sigma_max"):
+        solvers.edm_time_grid(5, sigma_min=1.0, sigma_max=0.5)
+
+
+def test_edm_grid_beats_the_uniform_grid_on_a_field_that_is_sharp_at_the_data_end():
+    from fmbook import solvers
+
+    means = torch.tensor([[-1.0], [0.0], [1.2]], dtype=torch.float64)
+    stds = torch.full((3,), 0.02, dtype=torch.float64)
+
+    def velocity(x, t):
+        return paths.gaussian_mixture_velocity(x, t, means, stds)
+
+    x0 = torch.linspace(-2.5, 2.5, 101, dtype=torch.float64)[:, None]
+    exact = solvers.solve_adaptive(velocity, x0, rtol=1e-10, atol=1e-10).x
+    for steps in (20, 40):
+        uniform = (solvers.solve_ode(velocity, x0, steps=steps, method="heun").x - exact).abs().mean()
+        edm_end = solvers.solve_ode(velocity, x0, t_grid=solvers.edm_time_grid(steps), method="heun").x
+        edm = (edm_end - exact).abs().mean()
+        assert edm < 0.3 * uniform
+
+
+class _Shift(torch.nn.Module):
+    """A toy conditional field: v(x, t, c) = c (the null class 2 gives 0)."""
+
+    num_classes, null_class = 2, 2
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, c):
+        return torch.where(c[:, None] == 2, 0.0, c[:, None].to(x) + 1.0).expand_as(x) + 0 * self.dummy
+
+
+def test_guidance_interval_guides_only_inside():
+    model, c = _Shift(), torch.tensor([0, 1, 1])
+    x = torch.zeros(3, 2)
+    full = train.guided_velocity(model, c, 3.0)
+    limited = train.guided_velocity(model, c, 3.0, interval=(0.2, 0.6))
+    inside, outside = torch.full((3,), 0.4), torch.full((3,), 0.8)
+    assert torch.equal(limited(x, inside), full(x, inside))
+    assert torch.equal(limited(x, outside), model(x, outside, c))  # w = 1 outside
+    assert not torch.equal(limited(x, outside), full(x, outside))
+    mixed = torch.tensor([0.4, 0.8, 0.1])
+    expected = torch.stack([full(x, inside)[0], model(x, outside, c)[1], model(x, outside, c)[2]])
+    assert torch.equal(limited(x, mixed), expected)
+    # The sampler: with the whole interval [0, 1] it is plain guidance.
+    a = train.sample_with_guidance(model, c, (2,), 3.0, steps=4, seed=0, interval=(0.0, 1.0))
+    assert torch.equal(a, train.sample_with_guidance(model, c, (2,), 3.0, steps=4, seed=0))
+    with pytest.raises(ValueError, match="t_low < t_high"):
+        train.guided_velocity(model, c, 3.0, interval=(0.6, 0.2))
