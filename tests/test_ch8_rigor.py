@@ -418,3 +418,25 @@ def test_guidance_interval_guides_only_inside():
     assert torch.equal(a, train.sample_with_guidance(model, c, (2,), 3.0, steps=4, seed=0))
     with pytest.raises(ValueError, match="t_low < t_high"):
         train.guided_velocity(model, c, 3.0, interval=(0.6, 0.2))
+
+
+def test_gradient_accumulation_gives_the_gradient_of_the_whole_batch():
+    from fmbook import losses
+
+    torch.manual_seed(0)
+    net = models.MLPVelocityField(dim=2, width=16, depth=2)
+    x1, x0, t = data.sample_moons(64, seed=0), torch.randn(64, 2), torch.rand(64)
+    net.zero_grad()
+    losses.cfm_loss(net, x0, x1, t=t).backward()
+    whole = [p.grad.clone() for p in net.parameters()]
+    for k in (2, 4):
+        net.zero_grad()
+        for part in range(k):
+            rows = slice(part * 64 // k, (part + 1) * 64 // k)
+            (losses.cfm_loss(net, x0[rows], x1[rows], t=t[rows]) / k).backward()
+        assert all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(net.parameters(), whole))
+    # Negative control: without the division by k the gradient is k times too large.
+    net.zero_grad()
+    for rows in (slice(0, 32), slice(32, 64)):
+        losses.cfm_loss(net, x0[rows], x1[rows], t=t[rows]).backward()
+    assert not all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(net.parameters(), whole))
