@@ -863,6 +863,74 @@ def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Schedu
     return torch.cat(log_p)
 
 
+def _check_mixture(x: Tensor, means: Tensor, stds: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    means = check_points(means, "means", dim=x.shape[1]).to(x)
+    if not isinstance(stds, Tensor) or stds.shape != (means.shape[0],):
+        shape = tuple(stds.shape) if isinstance(stds, Tensor) else type(stds).__name__
+        raise ValueError(f"stds must be a tensor ({means.shape[0]},), one per component, got {shape}")
+    stds = stds.to(x)
+    if not bool((stds > 0).all()):
+        raise ValueError("stds must be > 0")
+    if weights is None:
+        weights = torch.full((means.shape[0],), 1.0 / means.shape[0], dtype=x.dtype, device=x.device)
+    elif not isinstance(weights, Tensor) or weights.shape != (means.shape[0],) or not bool((weights > 0).all()):
+        raise ValueError(f"weights must be a tensor ({means.shape[0]},) of positive numbers")
+    weights = weights.to(x) / weights.sum()
+    return means, stds, weights
+
+
+def _mixture_terms(x: Tensor, t: TimeLike, means: Tensor, stds: Tensor, weights: Tensor | None, scheduler):
+    """The responsibilities' logits log pi_k N(x; alpha mu_k, v_k I) ``(B, K)`` and the path's coefficients."""
+    means, stds, weights = _check_mixture(x, means, stds, weights)
+    t = as_time(t, x.shape[0], x)
+    a, s, da, ds = (c[:, None] for c in scheduler.coefficients(t))
+    var = a**2 * stds[None, :] ** 2 + s**2  # (B, K): the variance of X_t given the component
+    diff = x[:, None, :] - a[:, :, None] * means[None, :, :]  # (B, K, d)
+    d = x.shape[1]
+    logits = weights.log()[None, :] - 0.5 * (diff**2).sum(-1) / var - 0.5 * d * torch.log(2 * math.pi * var)
+    return logits, diff, var, means, stds, (a, s, da, ds)
+
+
+def gaussian_mixture_log_density(
+    x: Tensor, t: TimeLike, means: Tensor, stds: Tensor, weights: Tensor | None = None,
+    scheduler: Scheduler | None = None,
+) -> Tensor:
+    r"""The exact :math:`\log p_t(x)` when the data are a mixture of isotropic Gaussians.
+
+    For :math:`X_1 \sim \sum_k \pi_k \mathcal N(\mu_k, s_k^2 I)` and :math:`X_0 \sim \mathcal N(0, I)`,
+    :math:`p_t = \sum_k \pi_k \mathcal N(\alpha_t \mu_k, (\alpha_t^2 s_k^2 + \sigma_t^2) I)`, finite on all
+    of [0, 1]. Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``means`` ``(K, d)``, ``stds``
+    ``(K,)`` (> 0), ``weights`` ``(K,)`` (normalised here; uniform when None); returns ``(B,)``.
+    """
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
+    x = check_points(x, "x")
+    logits, *_ = _mixture_terms(x, t, means, stds, weights, scheduler)
+    return torch.logsumexp(logits, dim=1)
+
+
+def gaussian_mixture_velocity(
+    x: Tensor, t: TimeLike, means: Tensor, stds: Tensor, weights: Tensor | None = None,
+    scheduler: Scheduler | None = None,
+) -> Tensor:
+    r"""The exact marginal velocity :math:`u_t(x) = E[\dot\alpha_t X_1 + \dot\sigma_t X_0 \mid X_t = x]` for
+    Gaussian-mixture data (the setting of :func:`gaussian_mixture_log_density`).
+
+    Given the component :math:`k`, :math:`(X_1, X_t)` is jointly Gaussian, with
+    :math:`E[X_1 \mid x, k] = \mu_k + \alpha_t s_k^2 (x - \alpha_t \mu_k) / v_k` and
+    :math:`E[X_0 \mid x, k] = \sigma_t (x - \alpha_t \mu_k) / v_k`, :math:`v_k = \alpha_t^2 s_k^2 + \sigma_t^2`;
+    the components are averaged with their posterior responsibilities. Finite on all of [0, 1]
+    (including :math:`\alpha_0 = 0` and :math:`\sigma_1 = 0`). Shapes as there; returns ``(B, d)``.
+    """
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
+    x = check_points(x, "x")
+    logits, diff, var, means, stds, (a, s, da, ds) = _mixture_terms(x, t, means, stds, weights, scheduler)
+    r = torch.softmax(logits, dim=1)[:, :, None]  # (B, K, 1)
+    scaled = diff / var[:, :, None]
+    x1 = means[None] + (a * stds[None, :] ** 2)[:, :, None] * scaled
+    x0 = s[:, :, None] * scaled
+    return (r * (da[:, :, None] * x1 + ds[:, :, None] * x0)).sum(1)
+
+
 def velocity_from_score(score: Tensor, x: Tensor, t: TimeLike, scheduler: Scheduler, clamp: bool = False) -> Tensor:
     r"""Proposition 1 of the notes (eq. 54): the velocity of a Gaussian path from its score,
 

@@ -138,6 +138,31 @@ def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0) -> Tensor:
     return torch.linspace(float(t0), float(t1), steps + 1, dtype=torch.float64)
 
 
+def edm_time_grid(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
+    r"""The time grid of Karras et al. (2022, eq. 5) for the CondOT path, ``(steps + 1,)`` from 0 to 1.
+
+    Karras et al. space the noise levels as :math:`\sigma_i = \big(\sigma_{\max}^{1/\rho} + \tfrac{i}{N - 1}
+    (\sigma_{\min}^{1/\rho} - \sigma_{\max}^{1/\rho})\big)^{\rho}`, :math:`i < N`, and end at
+    :math:`\sigma_N = 0`. On the CondOT path the noise-to-signal ratio is :math:`\sigma_t / \alpha_t = (1 - t)/t`,
+    so :math:`\sigma_i` is the time :math:`t_i = 1 / (1 + \sigma_i)`. The first time (:math:`t_0 = 1/81` for
+    :math:`\sigma_{\max} = 80`) is replaced by 0, where the book's samplers start from the noise. With
+    :math:`\rho = 7` the steps are short near the data end, where the field changes fastest.
+    ``steps`` >= 2; ``0 < sigma_min < sigma_max``; ``rho > 0``.
+    """
+    check_positive_int(steps, "steps", minimum=2)
+    check_positive_float(sigma_min, "sigma_min")
+    check_positive_float(sigma_max, "sigma_max")
+    check_positive_float(rho, "rho")
+    if not sigma_min < sigma_max:
+        raise ValueError(f"sigma_min must be < sigma_max, got {sigma_min} and {sigma_max}")
+    i = torch.arange(steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + i / (steps - 1) * (lo - hi)) ** rho
+    t = 1.0 / (1.0 + sigmas)
+    t[0] = 0.0
+    return torch.cat([t, torch.ones(1, dtype=torch.float64)])
+
+
 def _check_grid(t_grid: object, name: str = "t_grid") -> Tensor:
     if not isinstance(t_grid, Tensor) or t_grid.ndim != 1 or t_grid.shape[0] < 2:
         raise ValueError(f"{name} must be a 1-D tensor of at least two times")

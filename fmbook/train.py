@@ -190,6 +190,30 @@ class TrainResult:
         return self.ema_model if self.ema_model is not None else self.model
 
 
+def ema_half_life(decay: float) -> float:
+    r"""The half-life of an exponential moving average, in steps: :math:`\ln 2 / (-\ln \text{decay})`.
+
+    With :math:`\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta` after every step (``fit(...,
+    ema_decay=d)``), the weights of one step count :math:`(1 - d)\,d^k` in the average ``k`` steps later:
+    their share halves every ``ema_half_life(d)`` steps (69.0 for 0.99, 693 for 0.999). ``decay`` in (0, 1).
+    """
+    d = check_unit_interval(decay, "decay", open_low=True, open_high=True)
+    return math.log(2.0) / -math.log(d)
+
+
+def ema_start_weight(decay: float, steps: int) -> float:
+    r"""The weight :math:`d^{n}` of the first step's weights in :func:`fit`'s EMA after ``steps`` = n more updates.
+
+    :class:`~torch.optim.swa_utils.AveragedModel` copies the weights at its first update, so
+    after ``n`` further updates the average is :math:`d^n \theta_1 + \sum_k (1 - d) d^{n - k} \theta_k`:
+    with a long memory and a short run (0.9999 and 1000 steps: 0.905) it is still mostly the
+    barely trained network. ``decay`` in (0, 1), ``steps`` >= 0.
+    """
+    d = check_unit_interval(decay, "decay", open_low=True, open_high=True)
+    n = check_positive_int(steps, "steps", minimum=0)
+    return d**n
+
+
 # --------------------------------------------------------------------------------------
 # Several processes (DistributedDataParallel, launched by torchrun)
 # --------------------------------------------------------------------------------------
@@ -778,6 +802,40 @@ def _flow_matching_loss(
     return loss_fn
 
 
+def logit_normal_density(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    r"""The logit-normal density of training times (Esser et al., 2024), elementwise on ``t`` in (0, 1):
+
+    .. math:: \pi(t) = \frac{1}{s \sqrt{2\pi}}\, \frac{1}{t (1 - t)}\,
+              \exp\Big(-\frac{(\operatorname{logit} t - m)^2}{2 s^2}\Big),
+
+    the law of :math:`t = 1 / (1 + e^{-(m + s z)})` with :math:`z \sim \mathcal N(0, 1)`
+    (:func:`logit_normal_times`). With :math:`m = 0, s = 1` it puts more weight on the middle of the
+    path than :math:`U[0, 1]`, and vanishes at both ends. Returns a tensor shaped like ``t``.
+    """
+    check_positive_float(std, "std")
+    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+        raise ValueError(f"mean must be a finite real number, got {mean!r}")
+    if not isinstance(t, Tensor) or not bool(((t > 0) & (t < 1)).all()):
+        raise ValueError("t must be a tensor of times in the open interval (0, 1)")
+    logit = torch.log(t) - torch.log1p(-t)
+    return torch.exp(-0.5 * ((logit - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi) * t * (1 - t))
+
+
+def logit_normal_times(
+    n: int, mean: float = 0.0, std: float = 1.0, generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+) -> Tensor:
+    r"""``n`` training times ``(n,)`` from the logit-normal law :func:`logit_normal_density`: the sigmoid of
+    :math:`\mathcal N(m, s^2)`. A drop-in replacement for ``torch.rand(n)`` in a CFM loss (which then weights
+    the times by the density, as Esser et al. (2024) do for rectified-flow training)."""
+    check_positive_int(n, "n")
+    check_positive_float(std, "std")
+    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+        raise ValueError(f"mean must be a finite real number, got {mean!r}")
+    z = torch.randn(n, generator=generator, device=device)
+    return torch.sigmoid(mean + std * z)
+
+
 def train_flow_matching(
     model: nn.Module,
     data: Tensor,
@@ -899,11 +957,11 @@ def copy_to_cpu(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------------------
 
 
-def _check_scale(scale: object) -> float:
+def _check_scale(scale: object, name: str = "guidance_scale") -> float:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"guidance_scale must be a real number, got {type(scale).__name__}")
+        raise TypeError(f"{name} must be a real number, got {type(scale).__name__}")
     if not math.isfinite(scale):
-        raise ValueError(f"guidance_scale must be finite, got {scale}")
+        raise ValueError(f"{name} must be finite, got {scale}")
     return float(scale)
 
 
@@ -921,7 +979,39 @@ def combine_guidance(v_cond: Tensor, v_uncond: Tensor, guidance_scale: float) ->
     return v_uncond + w * (v_cond - v_uncond)
 
 
-def guided_velocity(model: nn.Module, c: Tensor, guidance_scale: float = 1.0) -> Callable[[Tensor, Tensor], Tensor]:
+def guidance_scale_from_ho_salimans(w_ho_salimans: float) -> float:
+    r"""The book's guidance scale for the scale :math:`w_{\mathrm{HS}}` of Ho and Salimans (2022):
+    :math:`w = 1 + w_{\mathrm{HS}}`.
+
+    Ho and Salimans write :math:`\tilde\varepsilon = (1 + w_{\mathrm{HS}})\,\varepsilon(z, c)
+    - w_{\mathrm{HS}}\,\varepsilon(z)` (their eq. 6), which is :func:`combine_guidance` with
+    :math:`w = 1 + w_{\mathrm{HS}}`: their :math:`w_{\mathrm{HS}} = 0` is plain conditional
+    sampling (the book's ``w = 1``), and the unconditional field is their :math:`w_{\mathrm{HS}} = -1`.
+    """
+    return 1.0 + _check_scale(w_ho_salimans, "w_ho_salimans")
+
+
+def combine_guidance_ho_salimans(pred_cond: Tensor, pred_uncond: Tensor, w_ho_salimans: float) -> Tensor:
+    r"""Classifier-free guidance as Ho and Salimans (2022, eq. 6) write it:
+    :math:`(1 + w_{\mathrm{HS}})\,\hat f(x, t, c) - w_{\mathrm{HS}}\,\hat f(x, t, \varnothing)`.
+
+    ``pred_cond`` and ``pred_uncond`` ``(B, ...)`` are two predictions of the same kind (they
+    guide noise predictions; on an affine path any parameterisation that is affine in the
+    velocity with coefficients free of the condition gives the same guided field). Equal to
+    ``combine_guidance(pred_cond, pred_uncond, guidance_scale_from_ho_salimans(w_ho_salimans))``.
+    """
+    w = _check_scale(w_ho_salimans, "w_ho_salimans")
+    if pred_cond.shape != pred_uncond.shape:
+        raise ValueError(
+            f"pred_cond and pred_uncond must have the same shape, got {tuple(pred_cond.shape)} "
+            f"and {tuple(pred_uncond.shape)}"
+        )
+    return (1 + w) * pred_cond - w * pred_uncond
+
+
+def guided_velocity(
+    model: nn.Module, c: Tensor, guidance_scale: float = 1.0, interval: tuple[float, float] | None = None
+) -> Callable[[Tensor, Tensor], Tensor]:
     r"""The guided velocity field ``velocity(x, t)`` of a conditional model, for conditions ``c``.
 
     :math:`v_w(x, t \mid c) = v_\theta(x, t, \varnothing) + w\,(v_\theta(x, t, c) - v_\theta(x, t, \varnothing))`
@@ -934,10 +1024,20 @@ def guided_velocity(model: nn.Module, c: Tensor, guidance_scale: float = 1.0) ->
         model: ``model(x, t, c)`` with a null condition (class models: ``model.null_class``).
         c: the conditions ``(B, ...)``, one per sample (class labels or images).
         guidance_scale: ``w``, a finite real number.
+        interval: ``(t_low, t_high)`` in [0, 1]: guide only at times in this interval and use the
+            conditional field (``w = 1``) elsewhere, the limited interval of Kynkaanniemi et al.
+            (2024); None guides at all times.
     """
     w = _check_scale(guidance_scale)
     if not isinstance(c, Tensor) or c.ndim < 1:
         raise TypeError(f"c must be a tensor of conditions (B, ...), got {type(c).__name__}")
+    if interval is not None:
+        if not isinstance(interval, (tuple, list)) or len(interval) != 2:
+            raise ValueError(f"interval must be None or a pair (t_low, t_high), got {interval!r}")
+        low = check_unit_interval(interval[0], "interval[0]")
+        high = check_unit_interval(interval[1], "interval[1]")
+        if not low < high:
+            raise ValueError(f"interval must have t_low < t_high, got {interval!r}")
     null = null_condition_of(model, c)
 
     def velocity(x: Tensor, t: Tensor) -> Tensor:
@@ -945,6 +1045,13 @@ def guided_velocity(model: nn.Module, c: Tensor, guidance_scale: float = 1.0) ->
             raise ValueError(f"x must hold one sample per condition ({c.shape[0]}), got {tuple(x.shape)}")
         if w == 1.0:  # the conditional field alone
             return model(x, t, c)
+        if interval is not None:
+            inside = (t >= low) & (t <= high)  # (B,): guided rows
+            if not bool(inside.any()):
+                return model(x, t, c)
+            v_cond, v_uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, null])).chunk(2)
+            scale = torch.where(inside, w, 1.0).reshape(-1, *([1] * (x.ndim - 1))).to(v_cond)
+            return v_uncond + scale * (v_cond - v_uncond)
         if w == 0.0:  # the unconditional field alone
             return model(x, t, null)
         both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, null]))
@@ -975,6 +1082,7 @@ def sample_with_guidance(
     method: str = "midpoint",
     seed: int | None = None,
     x0: Tensor | None = None,
+    interval: tuple[float, float] | None = None,
 ) -> Tensor:
     """Draw one sample per condition: solve ``dx/dt = v_w(x, t | c)`` from Gaussian noise at t = 0 to t = 1.
 
@@ -986,6 +1094,7 @@ def sample_with_guidance(
         steps, method: the fixed-step solver of :func:`fmbook.solvers.solve_ode`.
         seed: seed of the noise (a private generator: the global one is left alone).
         x0: the noise ``(B, *shape)`` itself, instead of drawing it.
+        interval: guide only for times in ``(t_low, t_high)`` (see :func:`guided_velocity`).
 
     Returns:
         The samples ``(B, *shape)`` on the model's device.
@@ -1009,7 +1118,8 @@ def sample_with_guidance(
         x0 = torch.randn((c.shape[0], *shape), generator=g).to(device)
     elif tuple(x0.shape) != (c.shape[0], *shape):
         raise ValueError(f"x0 must have shape {(c.shape[0], *shape)}, got {tuple(x0.shape)}")
-    return solve_ode(guided_velocity(model, c, guidance_scale), x0.to(device), steps=steps, method=method).x
+    velocity = guided_velocity(model, c, guidance_scale, interval)
+    return solve_ode(velocity, x0.to(device), steps=steps, method=method).x
 
 
 # --------------------------------------------------------------------------------------
