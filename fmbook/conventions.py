@@ -35,6 +35,7 @@ from torch import Tensor
 from ._validation import TimeLike, as_time, broadcast_time, check_batch, check_positive_float, check_same_shape
 from .ddpm import DDPMSchedule
 from .paths import PathSample, Scheduler, check_scheduler, time_at_snr
+from .train import _check_scale, guidance_scale_from_ho_salimans  # noqa: F401  (re-exported here)
 
 
 def _times(t: TimeLike, name: str = "t") -> Tensor:
@@ -320,31 +321,12 @@ def edm_loss_weight(sigma: Tensor | float, sigma_data: float = 0.5) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def _finite_scale(w: object, name: str) -> float:
-    if isinstance(w, bool) or not isinstance(w, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(w).__name__}")
-    if not math.isfinite(w):
-        raise ValueError(f"{name} must be finite, got {w}")
-    return float(w)
-
-
-def guidance_scale_from_ho_salimans(w_ho_salimans: float) -> float:
-    r"""The book's guidance scale of Ho and Salimans' :math:`w`: :math:`w_{\text{book}} = 1 + w`.
-
-    Ho and Salimans (2022) guide with :math:`\tilde\varepsilon = (1 + w)\,\varepsilon(z, c) - w\,\varepsilon(z)`,
-    so their :math:`w = 0` is plain conditional sampling; the book writes
-    :math:`\tilde v = v(x, t, \varnothing) + w\,(v(x, t, c) - v(x, t, \varnothing))`, where that is :math:`w = 1`
-    (:func:`fmbook.train.combine_guidance`).
-    """
-    return 1.0 + _finite_scale(w_ho_salimans, "w_ho_salimans")
-
-
 def guidance_scale_to_ho_salimans(w_book: float) -> float:
     r"""Ho and Salimans' guidance scale of the book's :math:`w`: :math:`w - 1`.
 
     The inverse of :func:`guidance_scale_from_ho_salimans`.
     """
-    return _finite_scale(w_book, "w_book") - 1.0
+    return _check_scale(w_book, "w_book") - 1.0
 
 
 def vp_coefficients_from_log_snr(log_snr: Tensor) -> tuple[Tensor, Tensor]:

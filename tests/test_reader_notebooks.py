@@ -24,8 +24,12 @@ spec.loader.exec_module(reader)
 
 BOOK = reader.load_book()
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-RAW_MYST = re.compile(r"\{(prf:[a-z]+|exercise|solution-start|solution-end|cite(:[pt])?|eq|doc|ref|numref|admonition|"
-                      r"note|tip|warning|important|math)\}|^\([\w-]+\)=\s*$|^:::|^:label:|^:class:", re.M)
+RAW_MYST = re.compile(
+    r"\{(prf:[a-z]+|exercise|solution-start|solution-end)\}"  # directive names
+    r"|\{(cite(:[pt])?|eq|doc|ref|numref|prf:ref)\}`"  # roles (a name in braces, then a backtick)
+    r"|^(`{3,}|:{3,})\{|^\([\w-]+\)=\s*$|^:label:|^:class:",  # fences, targets, options
+    re.M,
+)
 
 
 @pytest.fixture(scope="module", params=BOOK.chapters)
