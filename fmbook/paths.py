@@ -175,7 +175,7 @@ class VPScheduler(Scheduler):
     (about 0.0066 for the defaults). Derivatives: :math:`\dot\alpha_t = \tfrac12\beta(1 - t)\alpha_t`
     and :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t / \sigma_t`, which diverges like
     :math:`(1-t)^{-1/2}` at the data end. It is exact at every t < 1 (in float64 about
-    :math:`-1.6\cdot10^{7}` at :math:`t = 1 - 2^{-53}`); at t = 1 itself, where it is :math:`-\infty`,
+    :math:`-1.5\cdot10^{7}` at :math:`t = 1 - 2^{-53}`); at t = 1 itself, where it is :math:`-\infty`,
     :math:`\sigma_1 = 0` is replaced by :data:`SIGMA_FLOOR` (documented convention: about -500 for
     the defaults).
     """
