@@ -43,10 +43,11 @@ from ._validation import (
     check_unit_interval,
 )
 
-#: The value put in place of an exact :math:`\sigma_t = 0` in the derivative
-#: :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t/\sigma_t` of the variance-preserving schedulers
-#: (their data end t = 1, where the true derivative is :math:`-\infty`). Every :math:`\sigma_t > 0`
-#: is used as it is.
+#: The value put in place of an exact :math:`\sigma_t = 0` where a formula divides by it: the
+#: derivative :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t/\sigma_t` of the variance-preserving
+#: schedulers (true value :math:`-\infty` at t = 1), and the conditional and exact marginal fields,
+#: which are 0/0 at t = 1 (a solver stage at t = 1 then meets a bounded field). Every
+#: :math:`\sigma_t > 0` is used as it is.
 SIGMA_FLOOR = 1e-4
 
 
@@ -355,15 +356,16 @@ def conditional_velocity(x: Tensor, x1: Tensor, t: TimeLike, scheduler: Schedule
 
     Shapes: ``x`` and ``x1`` ``(B, ...)``, ``t`` a float or ``(B,)``; returns ``(B, ...)``.
     Where :math:`\sigma_t = 0` (the data end of a path with :math:`\sigma_1 = 0`) the field is
-    0/0 on the path; documented clamp: :math:`\sigma_t` is floored at :func:`edge_floor`, which
-    leaves every :math:`\sigma_t > 0` of the book's schedulers exact (on the path the result at
-    :math:`\sigma_t = 0` is :math:`\dot\alpha_t x_1`).
+    0/0 on the path; documented clamp: an exact :math:`\sigma_t = 0` is replaced by
+    :data:`SIGMA_FLOOR`, and every :math:`\sigma_t > 0` is used exactly (on the path the result at
+    :math:`\sigma_t = 0` is :math:`\dot\alpha_t x_1`). A solver stage evaluated at t = 1 then sees
+    a bounded pull towards :math:`x_1`, not one of size :math:`1/\sigma`.
     """
     x = check_batch(x, "x")
     x1 = check_batch(x1, "x1")
     check_same_shape(x, x1, "x", "x1")
     a, s, da, ds = _coefficients(scheduler, t, x)
-    return da * x1 + ds / _floor_magnitude(s) * (x - a * x1)
+    return da * x1 + ds / _nonzero(s) * (x - a * x1)
 
 
 def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Scheduler) -> Tensor:
@@ -375,8 +377,8 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Sched
     .. math:: u_t(x) = \dot\alpha_t \hat x_1 + \frac{\dot\sigma_t}{\sigma_t}(x - \alpha_t \hat x_1),
 
     which is :func:`conditional_velocity` with :math:`x_1` replaced by its prediction.
-    ``sigma_t`` is floored at :func:`edge_floor` (exact for every :math:`\sigma_t > 0`) so the
-    data end t = 1 stays finite.
+    An exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR` (exact for every :math:`\sigma_t > 0`),
+    so the data end t = 1 stays finite and bounded.
     Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` a float or ``(B,)``.
     """
     check_scheduler(scheduler)
@@ -696,7 +698,7 @@ def _row_blocks(x: Tensor, t: Tensor, data: Tensor) -> Iterator[tuple[Tensor, Te
 def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
-    s = _floor_magnitude(s)
+    s = _nonzero(s)
     # Squared distances accumulated one coordinate at a time: exact (no cancellation as in
     # |x|^2 - 2<x, m> + |m|^2, which matters when sigma_t is small) and without a (B, N, d) tensor.
     # In-place updates keep it to one (B, N) buffer and a temporary per coordinate.
@@ -744,7 +746,7 @@ def posterior_weights(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
 
     a softmax computed in log space; :func:`posterior_mean` is :math:`\sum_i w_i z_i`. Shapes: ``x``
     ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, N)``, rows summing to 1.
-    ``sigma_t`` is floored only where it vanishes (:func:`edge_floor`).
+    An exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`; every ``sigma_t > 0`` is used exactly.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -761,7 +763,8 @@ def marginal_velocity(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
     The posterior-weighted average of the conditional velocities, for a Gaussian source and
     the finite data set ``data`` (uniform weights). Shapes: ``x`` ``(B, d)``, ``t`` a float or
     ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``. At the data end, where
-    :math:`\sigma_1 = 0`, ``sigma_t`` is floored at :func:`edge_floor`.
+    :math:`\sigma_1 = 0`, an exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR` (the formula
+    is 0/0 there); every ``sigma_t > 0`` is used exactly.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -785,8 +788,8 @@ def marginal_velocity_jacobian(x: Tensor, t: TimeLike, data: Tensor, scheduler: 
     for CondOT :math:`\big(t\, \mathrm{Cov}_w / (1 - t)^2 - I\big) / (1 - t)`: a contraction at
     rate :math:`1/(1 - t)` where the posterior sits on one data point, and an expansion of order
     :math:`(1 - t)^{-3}` where it is split between several. Shapes: ``x`` ``(B, d)``, ``t`` a float
-    or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d, d)``. ``sigma_t`` is floored only where it
-    vanishes (:func:`edge_floor`).
+    or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d, d)``. An exact ``sigma_t = 0`` is replaced by
+    :data:`SIGMA_FLOOR`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
@@ -800,7 +803,7 @@ def marginal_velocity_jacobian(x: Tensor, t: TimeLike, data: Tensor, scheduler: 
         covariances.append(torch.einsum("bn,ni,nj->bij", w, data, data) - mean[:, :, None] * mean[:, None, :])
     cov = torch.cat(covariances)
     a, s, da, ds = (c[:, None, None] for c in scheduler.coefficients(t))
-    s = _floor_magnitude(s)
+    s = _nonzero(s)
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     return (ds / s) * eye + (da - ds * a / s) * (a / s**2) * cov
 
@@ -833,21 +836,21 @@ def gaussian_marginal_velocity(x: Tensor, t: TimeLike, mean: Tensor | float, std
 def marginal_score(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact marginal score :math:`\nabla_x \log p_t(x) = -(x - \alpha_t E[X_1 \mid x]) / \sigma_t^2`.
 
-    Shapes as in :func:`marginal_velocity`; ``sigma_t`` is floored at :func:`edge_floor`.
+    Shapes as in :func:`marginal_velocity`; an exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     x1_hat = posterior_mean(x, t, data, scheduler)
     a, s, _, _ = (c[:, None] for c in scheduler.coefficients(t))
-    return -(x - a * x1_hat) / _floor_magnitude(s) ** 2
+    return -(x - a * x1_hat) / _nonzero(s) ** 2
 
 
 def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact log-density :math:`\log p_t(x) = \log \frac1N \sum_i \mathcal N(x; \alpha_t z_i, \sigma_t^2 I)`.
 
     Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B,)``.
-    ``sigma_t`` is floored at :func:`edge_floor`.
+    An exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x = check_points(x, "x")

@@ -164,7 +164,7 @@ def test_convert_bad_input(change, exc, match):
 @pytest.mark.parametrize(
     "change, exc, match",
     [
-        (dict(parameterization="v"), ValueError, r"parameterization must be one of"),
+        (dict(parameterization="u"), ValueError, r"parameterization must be one of"),
         (dict(scheduler=None), TypeError, r"scheduler must be a fmbook.paths.Scheduler instance"),
         (dict(t=torch.tensor([0.5, 0.5, 0.5, math.nan])), ValueError, r"t must contain only finite values"),
     ],
