@@ -1061,7 +1061,6 @@ def guided_velocity(
     return velocity
 
 
-@torch.no_grad()
 def _check_sample_shape(shape: object) -> tuple[int, ...]:
     """``shape`` (the shape of one sample) as a tuple of ints >= 1; a TypeError or ValueError naming it."""
     if isinstance(shape, (str, bytes, Tensor)) or not isinstance(shape, Sequence):
@@ -1073,6 +1072,7 @@ def _check_sample_shape(shape: object) -> tuple[int, ...]:
     return tuple(shape)
 
 
+@torch.no_grad()
 def sample_with_guidance(
     model: nn.Module,
     c: Tensor,
