@@ -695,6 +695,17 @@ def _row_blocks(x: Tensor, t: Tensor, data: Tensor) -> Iterator[tuple[Tensor, Te
     return zip(x.split(rows), t.split(rows))
 
 
+def _marginal_inputs(
+    x: object, t: TimeLike, data: object, scheduler: Scheduler | None
+) -> tuple[Scheduler, Tensor, Tensor, Tensor]:
+    """The checked arguments of an exact marginal field: the scheduler (CondOT when None), points
+    ``x`` ``(B, d)``, times ``(B,)`` and ``data`` ``(N, d)`` on ``x``'s device and dtype."""
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
+    x = check_points(x, "x")
+    data = check_points(data, "data", dim=x.shape[1])
+    return scheduler, x, as_time(t, x.shape[0], x), data.to(x)
+
+
 def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
     """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
     a, s, _, _ = scheduler.coefficients(t)
@@ -724,11 +735,7 @@ def posterior_mean(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | 
     Returns:
         Tensor of shape ``(B, d)``.
     """
-    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
-    x = check_points(x, "x")
-    data = check_points(data, "data", dim=x.shape[1])
-    t = as_time(t, x.shape[0], x)
-    data = data.to(x)
+    scheduler, x, t, data = _marginal_inputs(x, t, data, scheduler)
     return torch.cat([
         torch.softmax(_posterior_log_weights(xs, ts, data, scheduler)[0], dim=1) @ data
         for xs, ts in _row_blocks(x, t, data)
@@ -748,11 +755,7 @@ def posterior_weights(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler
     ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, N)``, rows summing to 1.
     An exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`; every ``sigma_t > 0`` is used exactly.
     """
-    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
-    x = check_points(x, "x")
-    data = check_points(data, "data", dim=x.shape[1])
-    t = as_time(t, x.shape[0], x)
-    data = data.to(x)
+    scheduler, x, t, data = _marginal_inputs(x, t, data, scheduler)
     return torch.cat([
         torch.softmax(_posterior_log_weights(xs, ts, data, scheduler)[0], dim=1) for xs, ts in _row_blocks(x, t, data)
     ])
@@ -791,11 +794,7 @@ def marginal_velocity_jacobian(x: Tensor, t: TimeLike, data: Tensor, scheduler: 
     or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d, d)``. An exact ``sigma_t = 0`` is replaced by
     :data:`SIGMA_FLOOR`.
     """
-    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
-    x = check_points(x, "x")
-    data = check_points(data, "data", dim=x.shape[1])
-    t = as_time(t, x.shape[0], x)
-    data = data.to(x)
+    scheduler, x, t, data = _marginal_inputs(x, t, data, scheduler)
     covariances = []
     for xs, ts in _row_blocks(x, t, data):
         w = torch.softmax(_posterior_log_weights(xs, ts, data, scheduler)[0], dim=1)
@@ -852,11 +851,7 @@ def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Schedu
     Shapes: ``x`` ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B,)``.
     An exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`.
     """
-    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
-    x = check_points(x, "x")
-    data = check_points(data, "data", dim=x.shape[1])
-    t = as_time(t, x.shape[0], x)
-    data = data.to(x)
+    scheduler, x, t, data = _marginal_inputs(x, t, data, scheduler)
     d = x.shape[1]
     log_p = []
     for xs, ts in _row_blocks(x, t, data):
