@@ -188,6 +188,18 @@ SOLUTIONS = """() => Array.from(document.querySelectorAll(".solution.dropdown, d
   return {id: s.id, visible: visible};
 })"""
 
+EXERCISE_CELLS = """() => Array.from(document.querySelectorAll(".cell.tag_your-turn")).map(stub => {
+  const shown = el => !!el && el.getBoundingClientRect().height > 0 && getComputedStyle(el).display !== "none";
+  let next = stub.nextElementSibling;
+  while (next && !next.classList.contains("cell")) next = next.nextElementSibling;
+  const check = next && next.classList.contains("tag_check") ? next : null;
+  const output = check ? check.querySelector(".cell_output") : null;
+  return {stub: stub.querySelector(".cell_input") ? stub.querySelector(".cell_input").innerText.split("\\n")[0] : "",
+          stubShown: shown(stub.querySelector(".cell_input")), inSolution: !!stub.closest(".solution"),
+          check: !!check, checkShown: !!check && shown(check.querySelector(".cell_input")),
+          checkInSolution: !!check && !!check.closest(".solution"), output: output ? output.innerText : ""};
+})"""
+
 
 # The checks ----------------------------------------------------------------------------
 
@@ -243,6 +255,7 @@ def check_page(page: Page, url: str, report: PageReport, expect_offline: bool, s
     cell_errors = page.evaluate(CELL_ERRORS)
     report.check(not cell_errors, f"cells: {len(cell_errors)} output(s) show an error: {cell_errors[:2]}")
     check_solutions(page, report)
+    check_exercise_cells(page, report)
     split = page.evaluate(SPLIT_STREAMS)
     report.check(not split, f"outputs: {len(split)} printed line(s) in a box of their own: {split[:2]}")
     version = page.evaluate("() => (document.querySelector('.fmbook-version') || {}).textContent || ''")
@@ -277,6 +290,20 @@ def check_linked_slider(page: Page, report: PageReport) -> None:
         page.wait_for_timeout(300)
         after = box.evaluate(STACK_PICTURE)
         report.check(after is not None and after != before, "widgets: moving the slider did not change the picture")
+
+
+def check_exercise_cells(page: Page, report: PageReport) -> None:
+    """Every "your turn" stub and its check cell show, outside the (hidden) solutions, and the
+    check reports the untouched stub as not attempted."""
+    cells = page.evaluate(EXERCISE_CELLS)
+    for c in cells:
+        where = f"exercises: the stub {c['stub']!r}"
+        report.check(c["stubShown"] and not c["inSolution"], f"{where} is hidden or inside a solution")
+        report.check(c["check"], f"{where} has no check cell after it")
+        report.check(c["checkShown"] and not c["checkInSolution"], f"{where}: its check cell is hidden")
+        report.check("not attempted yet" in c["output"], f"{where}: its check cell does not say 'not attempted yet'")
+    if cells:
+        report.notes.append(f"{len(cells)} your-turn cell(s) with their checks shown")
 
 
 def check_solutions(page: Page, report: PageReport) -> None:

@@ -1,236 +1,33 @@
-r"""Checkers for the exercises: run a reader's function against the book's reference.
+"""The checkers of the exercises on paths, solver steps, the CFM loss and OT pairings.
 
-Each checker calls the reader's function on a few seeded random inputs, compares what it
-returns with the reference implementation of :mod:`fmbook`, prints a verdict and returns a
-:class:`CheckResult` (truthy when every case passed). For a failing case the verdict shows
-the input, the expected and the received value, and, when the answer matches a typical
-mistake (a flipped sign, the reversed time convention, a missing factor), a hint. A chapter
-uses them like this::
-
-    from fmbook import exercises
-
-    def my_euler_step(velocity, x, t, h):
-        return x + h * velocity(x, t)
-
-    assert exercises.check_euler_step(my_euler_step)
-
-Signatures the reader's functions must have (``B`` points of dimension ``d``, batch first):
-
-====================================  ==========================================================
-checker                               the reader's function
-====================================  ==========================================================
-:func:`check_conditional_velocity`    ``fn(x0, x1, t) -> u`` with ``u = d/dt (alpha_t x1 + sigma_t x0)``,
-                                      or ``fn(x, x1, t)`` (the velocity at a point ``x``) with
-                                      ``form="point"``
-:func:`check_euler_step`              ``fn(velocity, x, t, h) -> x_next`` (as :func:`fmbook.solvers.euler_step`)
-:func:`check_midpoint_step`           ``fn(velocity, x, t, h) -> x_next`` (as :func:`fmbook.solvers.midpoint_step`)
-:func:`check_cfm_loss`                ``fn(model, x0, x1, t) -> scalar loss`` (as :func:`fmbook.losses.cfm_loss`)
-:func:`check_ot_pairing`              ``fn(x0, x1) -> perm`` (``x1[perm]`` paired with ``x0``), or
-                                      ``fn(x0, x1) -> (x0_paired, x1_paired)``
-:func:`check_score_from_velocity`     ``fn(v, x, t) -> score`` for a Gaussian source
-:func:`check_marginal_velocity`       ``fn(x, t, data) -> u`` the exact marginal velocity of a finite data set
-====================================  ==========================================================
-
-Inputs ``x0, x1, x, v, data`` are float32 tensors ``(B, d)``; ``t`` is a tensor ``(B,)`` (a 0-dim
-tensor for the solver steps, whose ``h`` is a 0-dim tensor too). Every path is the
-CondOT path :math:`x_t = t x_1 + (1 - t) x_0` unless a ``scheduler`` is given.
+Signatures the reader's functions must have are listed in :mod:`fmbook.exercises`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import ot
 import torch
 from torch import Tensor
 
-from . import losses, paths, solvers
-from ._validation import check_positive_float
-from .models import MLPVelocityField
-
-__all__ = [
-    "CaseResult",
-    "CheckResult",
-    "check_cfm_loss",
-    "check_conditional_velocity",
-    "check_euler_step",
-    "check_marginal_velocity",
-    "check_midpoint_step",
-    "check_ot_pairing",
-    "check_score_from_velocity",
-]
-
-#: Default tolerances of the comparisons (float32 inputs): ``|received - expected| <= ATOL + RTOL |expected|``.
-RTOL = 1e-4
-ATOL = 1e-5
-
-
-@dataclass
-class CaseResult:
-    """The outcome of one test case: what was given, expected and received."""
-
-    description: str
-    passed: bool
-    inputs: dict[str, object]
-    expected: object
-    received: object
-    detail: str = ""
-    hint: str = ""
-
-
-@dataclass
-class CheckResult:
-    """The verdict of a checker; ``bool(result)`` is True when every case passed."""
-
-    name: str
-    cases: list[CaseResult] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.cases) and all(c.passed for c in self.cases)
-
-    @property
-    def failures(self) -> list[CaseResult]:
-        return [c for c in self.cases if not c.passed]
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __repr__(self) -> str:
-        ok = sum(c.passed for c in self.cases)
-        return f"CheckResult({self.name}: {'passed' if self.passed else 'FAILED'}, {ok}/{len(self.cases)} cases)"
-
-    def report(self) -> str:
-        """The verdict as text: one line per case, and the values of the first failure."""
-        ok = sum(c.passed for c in self.cases)
-        head = "PASSED" if self.passed else "FAILED"
-        lines = [f"{self.name}: {head} ({ok} of {len(self.cases)} cases passed)"]
-        for c in self.cases:
-            lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.description}")
-        first = self.failures[0] if self.failures else None
-        if first is not None:
-            lines.append(f"First failure: {first.description}")
-            for name, value in first.inputs.items():
-                lines.append(_indent(f"{name} = {_show(value)}", "  input  "))
-            lines.append(_indent(_show(first.expected), "  expected "))
-            lines.append(_indent(_show(first.received), "  received "))
-            if first.detail:
-                lines.append(f"  {first.detail}")
-            if first.hint:
-                lines.append(f"  hint: {first.hint}")
-        return "\n".join(lines)
-
-
-def _indent(text: str, prefix: str) -> str:
-    pad = " " * len(prefix)
-    return "\n".join((prefix if i == 0 else pad) + line for i, line in enumerate(text.splitlines()))
-
-
-def _show(value: object, rows: int = 3) -> str:
-    """A short printout: the first ``rows`` rows of a tensor, with its shape."""
-    if isinstance(value, Tensor):
-        v = value.detach().cpu()
-        if v.ndim == 0:
-            return f"{v.item():.6g}"
-        body = np.array2string(v[:rows].double().numpy(), precision=5, suppress_small=True)
-        more = f" ... ({v.shape[0] - rows} more rows)" if v.ndim >= 1 and v.shape[0] > rows else ""
-        return f"{body}{more}  shape {tuple(v.shape)}"
-    if callable(value):
-        return getattr(value, "__doc__", None) or getattr(value, "__name__", repr(value))
-    return repr(value)
-
-
-class _Mismatch(Exception):
-    """The reader's output has the wrong type or shape (the message says what was expected)."""
-
-
-def _as_tensor_like(out: object, expected: Tensor, what: str) -> Tensor:
-    if not isinstance(out, Tensor):
-        raise _Mismatch(f"{what} must return a torch.Tensor, got {type(out).__name__}")
-    if out.shape != expected.shape:
-        raise _Mismatch(f"{what} must return shape {tuple(expected.shape)}, got {tuple(out.shape)}")
-    return out.detach().to(expected)
-
-
-def _close(received: Tensor, expected: Tensor, rtol: float, atol: float) -> tuple[bool, str]:
-    err = (received - expected).abs()
-    if not bool(torch.isfinite(received).all()):
-        return False, "the received value contains NaN or inf"
-    bound = atol + rtol * expected.abs()
-    ok = bool((err <= bound).all())
-    worst = float(err.max())
-    where = ""
-    if err.ndim >= 2:
-        where = f" (row {int(err.reshape(err.shape[0], -1).max(1).values.argmax())})"
-    return ok, f"largest difference {worst:.3g}{where}; tolerance {atol:g} + {rtol:g} * |expected|"
-
-
-@dataclass
-class _Case:
-    description: str
-    inputs: dict[str, object]
-    call: Callable[[Callable], Tensor]  # runs the reader's fn, returns the value to compare
-    expected: Tensor
-    mistakes: dict[str, Tensor] = field(default_factory=dict)  # hint -> the value that mistake gives
-
-
-def _run(
-    name: str, fn: Callable, cases: list[_Case], verbose: bool, rtol: float = RTOL, atol: float = ATOL
-) -> CheckResult:
-    if not callable(fn):
-        raise TypeError(f"fn must be a function (callable), got {type(fn).__name__}")
-    check_positive_float(rtol, "rtol", allow_zero=True)
-    check_positive_float(atol, "atol", allow_zero=True)
-    result = CheckResult(name)
-    for case in cases:
-        hint, received, detail = "", None, ""
-        try:
-            received = case.call(fn)
-            ok, detail = _close(received, case.expected, rtol, atol)
-        except _Mismatch as err:
-            ok, detail = False, str(err)
-        except Exception as err:  # the reader's code raised: report it as a failed case
-            ok, detail = False, f"your function raised {type(err).__name__}: {err}"
-        if not ok and received is not None:
-            for text, value in case.mistakes.items():
-                if value.shape == received.shape and _close(received, value.to(received), 1e-3, 1e-5)[0]:
-                    hint = text
-                    break
-        result.cases.append(
-            CaseResult(case.description, ok, case.inputs, case.expected, received, "" if ok else detail, hint)
-        )
-    if verbose:
-        print(result.report())
-    return result
-
-
-def _generator(seed: int) -> torch.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
-
-
-def _check_scheduler(scheduler: paths.Scheduler | None) -> paths.Scheduler:
-    if scheduler is None:
-        return paths.CondOTScheduler()
-    if not isinstance(scheduler, paths.Scheduler):
-        raise TypeError(f"scheduler must be an fmbook.paths.Scheduler, got {type(scheduler).__name__}")
-    return scheduler
-
-
-#: (batch, dim) of the random cases: a single point, small batches, a higher dimension.
-_SHAPES = ((1, 2), (5, 2), (8, 3), (4, 5))
-
-
-def _times(b: int, g: torch.Generator, low: float = 0.0, high: float = 1.0) -> Tensor:
-    return low + (high - low) * torch.rand(b, generator=g)
-
-
-def _tensor_call(*args: object, what: str, expected: Tensor) -> Callable[[Callable], Tensor]:
-    return lambda fn: _as_tensor_like(fn(*args), expected, what)
-
+from .. import losses, paths, solvers
+from ..models import MLPVelocityField
+from ._runner import (
+    SHAPES,
+    TIME_LIMIT,
+    Case,
+    CheckResult,
+    Mismatch,
+    as_tensor_like,
+    check_scheduler,
+    generator,
+    run_cases,
+    show,
+    tensor_call,
+    times,
+)
 
 # --------------------------------------------------------------------------- paths
 
@@ -241,6 +38,7 @@ def check_conditional_velocity(
     form: str = "endpoints",
     seed: int = 0,
     verbose: bool = True,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     r"""Check a conditional velocity of the affine path :math:`x_t = \alpha_t x_1 + \sigma_t x_0`.
 
@@ -253,15 +51,15 @@ def check_conditional_velocity(
     Shapes: ``x0, x1, x`` ``(B, d)``, ``t`` ``(B,)``; returns ``(B, d)``.
     Reference: :meth:`fmbook.paths.AffinePath.sample` and :func:`fmbook.paths.velocity_from_x1`.
     """
-    scheduler = _check_scheduler(scheduler)
+    scheduler = check_scheduler(scheduler)
     if form not in ("endpoints", "point"):
         raise ValueError(f"form must be 'endpoints' or 'point', got {form!r}")
-    g = _generator(seed)
+    g = generator(seed)
     path = paths.AffinePath(scheduler)
     cases = []
-    for b, d in _SHAPES:
+    for b, d in SHAPES:
         x0, x1 = torch.randn(b, d, generator=g), torch.randn(b, d, generator=g)
-        t = _times(b, g, 0.0, 1.0 if form == "endpoints" else 0.95)
+        t = times(b, g, 0.0, 1.0 if form == "endpoints" else 0.95)
         ref = path.sample(x0, x1, t)
         flipped = path.sample(x0, x1, 1 - t)
         mistakes = {
@@ -270,7 +68,7 @@ def check_conditional_velocity(
         }
         if form == "endpoints":
             mistakes["you returned x_t, the point on the path, not its time derivative"] = ref.x_t
-            call = _tensor_call(x0, x1, t, what="fn(x0, x1, t)", expected=ref.dx_t)
+            call = tensor_call(x0, x1, t, what="fn(x0, x1, t)", expected=ref.dx_t)
             inputs = {"x0": x0, "x1": x1, "t": t}
         else:
             sig = scheduler.coefficients(t).sigma_t[:, None]
@@ -278,14 +76,15 @@ def check_conditional_velocity(
             mistakes["this is the velocity of the reversed time convention (t = 0 data, t = 1 noise)"] = (
                 -paths.velocity_from_x1(x1, ref.x_t, 1 - t, scheduler)
             )
-            call = _tensor_call(ref.x_t, x1, t, what="fn(x, x1, t)", expected=ref.dx_t)
+            call = tensor_call(ref.x_t, x1, t, what="fn(x, x1, t)", expected=ref.dx_t)
             inputs = {"x": ref.x_t, "x1": x1, "t": t}
-        cases.append(_Case(f"{b} point(s) in {d}-D, {scheduler!r}", inputs, call, ref.dx_t, mistakes))
-    return _run("check_conditional_velocity", fn, cases, verbose)
+        cases.append(Case(f"{b} point(s) in {d}-D, {scheduler!r}", inputs, call, ref.dx_t, mistakes))
+    return run_cases("check_conditional_velocity", fn, cases, verbose, time_limit=time_limit)
 
 
 def check_score_from_velocity(
-    fn: Callable, scheduler: paths.Scheduler | None = None, seed: int = 0, verbose: bool = True
+    fn: Callable, scheduler: paths.Scheduler | None = None, seed: int = 0, verbose: bool = True,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     r"""Check the conversion of a velocity into a score on a Gaussian path (source N(0, I)).
 
@@ -297,12 +96,12 @@ def check_score_from_velocity(
     Shapes: ``v, x`` ``(B, d)``, ``t`` ``(B,)``; returns ``(B, d)``.
     Reference: :func:`fmbook.paths.convert` from ``"velocity"`` to ``"score"``.
     """
-    scheduler = _check_scheduler(scheduler)
-    g = _generator(seed)
+    scheduler = check_scheduler(scheduler)
+    g = generator(seed)
     cases = []
-    for b, d in _SHAPES:
+    for b, d in SHAPES:
         x, v = 2 * torch.randn(b, d, generator=g), torch.randn(b, d, generator=g)
-        t = _times(b, g, 0.05, 0.95)
+        t = times(b, g, 0.05, 0.95)
         ref = paths.convert(v, "velocity", "score", x, t, scheduler)
         flipped = paths.convert(v, "velocity", "score", x, 1 - t, scheduler)
         a, s, _, _ = (c[:, None] for c in scheduler.coefficients(t))
@@ -312,13 +111,14 @@ def check_score_from_velocity(
             "this is the predicted noise x0 = -sigma_t * score, not the score": -s * ref,
             "the division by sigma_t is missing: the score is -x0 / sigma_t": s * ref,
         }
-        call = _tensor_call(v, x, t, what="fn(v, x, t)", expected=ref)
-        cases.append(_Case(f"{b} point(s) in {d}-D, {scheduler!r}", {"v": v, "x": x, "t": t}, call, ref, mistakes))
-    return _run("check_score_from_velocity", fn, cases, verbose)
+        call = tensor_call(v, x, t, what="fn(v, x, t)", expected=ref)
+        cases.append(Case(f"{b} point(s) in {d}-D, {scheduler!r}", {"v": v, "x": x, "t": t}, call, ref, mistakes))
+    return run_cases("check_score_from_velocity", fn, cases, verbose, time_limit=time_limit)
 
 
 def check_marginal_velocity(
-    fn: Callable, scheduler: paths.Scheduler | None = None, seed: int = 0, verbose: bool = True
+    fn: Callable, scheduler: paths.Scheduler | None = None, seed: int = 0, verbose: bool = True,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     r"""Check the exact marginal velocity of a finite data set under a Gaussian source.
 
@@ -328,12 +128,12 @@ def check_marginal_velocity(
     Shapes: ``x`` ``(B, d)``, ``t`` ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``.
     Reference: :func:`fmbook.paths.marginal_velocity`.
     """
-    scheduler = _check_scheduler(scheduler)
-    g = _generator(seed)
+    scheduler = check_scheduler(scheduler)
+    g = generator(seed)
     cases = []
-    for b, d in _SHAPES:
+    for b, d in SHAPES:
         data = 1.5 * torch.randn(4 + b, d, generator=g)
-        x, t = torch.randn(b, d, generator=g), _times(b, g, 0.0, 0.95)
+        x, t = torch.randn(b, d, generator=g), times(b, g, 0.0, 0.95)
         ref = paths.marginal_velocity(x, t, data, scheduler)
         each = torch.stack([paths.velocity_from_x1(z.expand(b, d), x, t, scheduler) for z in data], dim=1)
         mistakes = {
@@ -343,10 +143,10 @@ def check_marginal_velocity(
         mistakes["the time convention is reversed (t = 0 data, t = 1 noise)"] = -paths.marginal_velocity(
             x, 1 - t, data, scheduler
         )
-        call = _tensor_call(x, t, data, what="fn(x, t, data)", expected=ref)
+        call = tensor_call(x, t, data, what="fn(x, t, data)", expected=ref)
         inputs = {"x": x, "t": t, "data": data}
-        cases.append(_Case(f"{b} point(s) in {d}-D, {data.shape[0]} data points", inputs, call, ref, mistakes))
-    return _run("check_marginal_velocity", fn, cases, verbose)
+        cases.append(Case(f"{b} point(s) in {d}-D, {data.shape[0]} data points", inputs, call, ref, mistakes))
+    return run_cases("check_marginal_velocity", fn, cases, verbose, time_limit=time_limit)
 
 
 # --------------------------------------------------------------------------- solvers
@@ -360,11 +160,13 @@ def _test_velocity(x: Tensor, t: Tensor | float) -> Tensor:
     return -(1 + t) * x + torch.cos(3 * t) * torch.sin(x.flip(-1))
 
 
-def _check_step(name: str, reference: solvers.Step, fn: Callable, seed: int, verbose: bool) -> CheckResult:
-    g = _generator(seed)
+def _check_step(
+    name: str, reference: solvers.Step, fn: Callable, seed: int, verbose: bool, time_limit: float | None
+) -> CheckResult:
+    g = generator(seed)
     wrong_time = lambda v, x, t, h: reference(lambda y, s: v(y, s + h), x, t, h)
     cases = []
-    for (b, d), h in zip(_SHAPES, (0.1, 0.25, -0.2, 0.05)):
+    for (b, d), h in zip(SHAPES, (0.1, 0.25, -0.2, 0.05)):
         x = torch.randn(b, d, generator=g)
         t = torch.tensor(0.2 + 0.5 * float(torch.rand(1, generator=g)))
         h = torch.tensor(h)
@@ -390,29 +192,33 @@ def _check_step(name: str, reference: solvers.Step, fn: Callable, seed: int, ver
             mistakes["the half step uses h instead of h/2"] = x + h * _test_velocity(
                 x + h * _test_velocity(x, t), t + 0.5 * h
             )
-        call = _tensor_call(_test_velocity, x, t, h, what="fn(velocity, x, t, h)", expected=ref)
+        call = tensor_call(_test_velocity, x, t, h, what="fn(velocity, x, t, h)", expected=ref)
         inputs = {"velocity": _test_velocity, "x": x, "t": t, "h": h}
-        cases.append(_Case(f"{b} point(s) in {d}-D, t = {float(t):.3f}, h = {float(h):g}", inputs, call, ref, mistakes))
-    return _run(name, fn, cases, verbose)
+        cases.append(Case(f"{b} point(s) in {d}-D, t = {float(t):.3f}, h = {float(h):g}", inputs, call, ref, mistakes))
+    return run_cases(name, fn, cases, verbose, time_limit=time_limit)
 
 
-def check_euler_step(fn: Callable, seed: int = 0, verbose: bool = True) -> CheckResult:
+def check_euler_step(
+    fn: Callable, seed: int = 0, verbose: bool = True, time_limit: float | None = TIME_LIMIT
+) -> CheckResult:
     r"""Check one Euler step ``fn(velocity, x, t, h)``: :math:`x + h\,u_t(x)`.
 
     ``velocity(x, t)`` is a nonlinear, time-dependent field; ``x`` ``(B, d)``; ``t`` and ``h``
     are 0-dim tensors (``h`` may be negative: a step backwards in time). Returns ``(B, d)``.
     Reference: :func:`fmbook.solvers.euler_step`.
     """
-    return _check_step("check_euler_step", solvers.euler_step, fn, seed, verbose)
+    return _check_step("check_euler_step", solvers.euler_step, fn, seed, verbose, time_limit)
 
 
-def check_midpoint_step(fn: Callable, seed: int = 0, verbose: bool = True) -> CheckResult:
+def check_midpoint_step(
+    fn: Callable, seed: int = 0, verbose: bool = True, time_limit: float | None = TIME_LIMIT
+) -> CheckResult:
     r"""Check one explicit midpoint step ``fn(velocity, x, t, h)``:
     :math:`x + h\,u_{t + h/2}\big(x + \tfrac h2 u_t(x)\big)`.
 
     Arguments as in :func:`check_euler_step`. Reference: :func:`fmbook.solvers.midpoint_step`.
     """
-    return _check_step("check_midpoint_step", solvers.midpoint_step, fn, seed, verbose)
+    return _check_step("check_midpoint_step", solvers.midpoint_step, fn, seed, verbose, time_limit)
 
 
 # --------------------------------------------------------------------------- losses
@@ -424,6 +230,7 @@ def check_cfm_loss(
     up_to_scale: bool = False,
     seed: int = 0,
     verbose: bool = True,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     r"""Check a conditional flow-matching loss ``fn(model, x0, x1, t) -> scalar``.
 
@@ -437,11 +244,11 @@ def check_cfm_loss(
     ``model`` is a seeded :class:`fmbook.models.MLPVelocityField` called as ``model(x, t)``;
     ``x0, x1`` ``(B, d)``, ``t`` ``(B,)``. Reference: :func:`fmbook.losses.cfm_loss`.
     """
-    scheduler = _check_scheduler(scheduler)
-    g = _generator(seed)
+    scheduler = check_scheduler(scheduler)
+    g = generator(seed)
     path = paths.AffinePath(scheduler)
     cases = []
-    for b, d in _SHAPES:
+    for b, d in SHAPES:
         with torch.random.fork_rng(devices=[]):  # leave the reader's global generator alone
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=g)))
             model = MLPVelocityField(dim=d, width=16, depth=2)
@@ -452,9 +259,9 @@ def check_cfm_loss(
             model.zero_grad()
             loss = loss_fn(model, x0, x1, t)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
-                raise _Mismatch(f"fn(model, x0, x1, t) must return a scalar tensor, got {_show(loss)}")
+                raise Mismatch(f"fn(model, x0, x1, t) must return a scalar tensor, got {show(loss)}")
             if not loss.requires_grad:
-                raise _Mismatch("the loss does not depend on the model's parameters (was the prediction detached?)")
+                raise Mismatch("the loss does not depend on the model's parameters (was the prediction detached?)")
             grads = torch.autograd.grad(loss.reshape(()), params, allow_unused=True)
             flat = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads)]
             return torch.cat([loss.detach().reshape(1)] + [gr.reshape(-1) for gr in flat])
@@ -478,8 +285,8 @@ def check_cfm_loss(
             call = value_and_grad
         inputs = {"x0": x0, "x1": x1, "t": t}
         desc = f"batch of {b} in {d}-D ({scheduler!r}): loss value and its gradient"
-        cases.append(_Case(desc, inputs, call, ref, mistakes))
-    return _run("check_cfm_loss", fn, cases, verbose)
+        cases.append(Case(desc, inputs, call, ref, mistakes))
+    return run_cases("check_cfm_loss", fn, cases, verbose, time_limit=time_limit)
 
 
 def _rescaled(received: Tensor, ref: Tensor) -> Tensor:
@@ -508,28 +315,30 @@ def _as_permutation(out: object, x0: Tensor, x1: Tensor) -> Tensor:
     """Read a pairing returned by the reader: an index tensor (B,) or a pair of batches."""
     b = x0.shape[0]
     if isinstance(out, (tuple, list)) and len(out) == 2:
-        p0, p1 = (_as_tensor_like(o, x0, "fn(x0, x1) -> (x0_paired, x1_paired)") for o in out)
+        p0, p1 = (as_tensor_like(o, x0, "fn(x0, x1) -> (x0_paired, x1_paired)") for o in out)
         rows0 = torch.cdist(p0.double(), x0.double()).argmin(1)
         rows1 = torch.cdist(p1.double(), x1.double()).argmin(1)
         for rows, p, x, name in ((rows0, p0, x0, "x0_paired"), (rows1, p1, x1, "x1_paired")):
             if not torch.allclose(x[rows], p) or len(set(rows.tolist())) != b:
-                raise _Mismatch(f"{name} must be the rows of the input in some order, each row exactly once")
+                raise Mismatch(f"{name} must be the rows of the input in some order, each row exactly once")
         perm = torch.empty(b, dtype=torch.long)
         perm[rows0] = rows1  # x0[rows0[k]] is paired with x1[rows1[k]]
         return perm
     if not isinstance(out, Tensor) or out.shape != (b,) or out.is_floating_point():
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise _Mismatch(
+        raise Mismatch(
             f"fn(x0, x1) must return an integer tensor perm of shape ({b},) (x1[perm] paired with x0) "
             f"or a pair (x0_paired, x1_paired); got {shape}"
         )
     perm = out.long().cpu()
     if sorted(perm.tolist()) != list(range(b)):
-        raise _Mismatch(f"perm must be a permutation of 0..{b - 1} (each data point used once), got {perm.tolist()}")
+        raise Mismatch(f"perm must be a permutation of 0..{b - 1} (each data point used once), got {perm.tolist()}")
     return perm
 
 
-def check_ot_pairing(fn: Callable, seed: int = 0, verbose: bool = True) -> CheckResult:
+def check_ot_pairing(
+    fn: Callable, seed: int = 0, verbose: bool = True, time_limit: float | None = TIME_LIMIT
+) -> CheckResult:
     r"""Check a mini-batch optimal-transport pairing ``fn(x0, x1)``.
 
     The pairing must minimise :math:`\frac1B\sum_i \lVert x_0^i - x_1^{\pi(i)}\rVert^2` over the
@@ -540,7 +349,7 @@ def check_ot_pairing(fn: Callable, seed: int = 0, verbose: bool = True) -> Check
     POT's exact solver ``ot.emd`` (the cost, not the permutation, is compared: ties are allowed).
     Shapes: ``x0, x1`` ``(B, d)``.
     """
-    g = _generator(seed)
+    g = generator(seed)
     cases = []
     for b, d in ((1, 2), (6, 2), (16, 2), (12, 3)):
         x0, x1 = torch.randn(b, d, generator=g), 2 * torch.randn(b, d, generator=g) + 1
@@ -566,9 +375,9 @@ def check_ot_pairing(fn: Callable, seed: int = 0, verbose: bool = True) -> Check
         def call(pair_fn: Callable, x0=x0, x1=x1) -> Tensor:
             return _pairing_cost(x0, x1, _as_permutation(pair_fn(x0, x1), x0, x1))
 
-        cases.append(_Case(f"{b} pairs in {d}-D: mean squared distance of the pairing", {"x0": x0, "x1": x1}, call,
+        cases.append(Case(f"{b} pairs in {d}-D: mean squared distance of the pairing", {"x0": x0, "x1": x1}, call,
                            ref, mistakes))
-    result = _run("check_ot_pairing", fn, cases, verbose=False, rtol=1e-9, atol=1e-9)
+    result = run_cases("check_ot_pairing", fn, cases, verbose=False, rtol=1e-9, atol=1e-9, time_limit=time_limit)
     for case in result.cases:
         if not case.passed and case.received is not None:
             case.detail = f"your pairing costs {float(case.received):.6g}; the optimum is {float(case.expected):.6g}"

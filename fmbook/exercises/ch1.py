@@ -1,0 +1,10 @@
+"""Checkers of the exercises of chapter 1, Generative modeling paradigms.
+
+Each checker runs the reader's function on seeded random cases against an independent
+reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
