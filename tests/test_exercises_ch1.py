@@ -71,10 +71,12 @@ def test_a_correct_answer_passes(checker, answer, seed):
     assert passes(checker(answer, seed=seed, verbose=False))
 
 
-def test_the_verdict_is_printed(capsys):
-    ex.check_jump_probability(jump_probability)
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_the_verdict_is_printed_within_the_code_box(name, capsys):
+    checker, correct = CHECKERS[name]
+    checker(correct)
     out = capsys.readouterr().out
-    assert "PASSED" in out and all(len(line) <= 80 for line in out.splitlines())
+    assert "PASSED" in out and all(len(line) <= 77 for line in out.splitlines())
 
 
 # ------------------------------------------------------------------------ typical mistakes
