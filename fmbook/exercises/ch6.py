@@ -228,7 +228,7 @@ def check_langevin_step(
         )
         return z < 5, detail
 
-    desc = f"{chains} chains on N(m, {var:g} I) for {n_steps} steps: the target stays (nearly) invariant"
+    desc = f"{chains} chains, {n_steps} steps: N(m, {var:g} I) stays (nearly) invariant"
     cases.append(Case(desc, {"score": gaussian_score, "x": start, "step_size": eps}, run_chains, expected,
                       compare=compare))
     return run_cases("check_langevin_step", fn, cases, verbose, time_limit=time_limit)
