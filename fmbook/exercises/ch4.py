@@ -55,13 +55,18 @@ F64 = torch.float64
 
 
 def _as_number(out: object, what: str) -> Tensor:
-    """A number returned by the reader (a float, an int, a numpy scalar or a one-element tensor) as a
-    float64 tensor ``(1,)``, or :class:`Mismatch` saying what was expected."""
+    """A number returned by the reader (a float, an int, a numpy scalar, a one-element numpy array or
+    tensor) as a float64 tensor ``(1,)``, or :class:`Mismatch` saying what was expected."""
     if isinstance(out, Tensor):
         if out.numel() != 1:
             raise Mismatch(f"{what} must return one number (a float or a 0-dim tensor), got a tensor of shape "
                            f"{tuple(out.shape)}")
         return out.detach().to("cpu", F64).reshape(1)
+    if isinstance(out, np.ndarray) and out.dtype.kind in "iuf":
+        if out.size != 1:
+            raise Mismatch(f"{what} must return one number (a float or a 0-dim tensor), got an array of shape "
+                           f"{out.shape}")
+        return torch.tensor([float(out.reshape(()))], dtype=F64)
     if isinstance(out, (int, float, np.integer, np.floating)) and not isinstance(out, bool):
         return torch.tensor([float(out)], dtype=F64)
     raise Mismatch(f"{what} must return one number (a float or a 0-dim tensor), got {type(out).__name__}")
@@ -174,6 +179,8 @@ def check_kinetic_energy(
                 _number((sq * dt).sum(1).mean()),
             "the time steps were taken as even (span / T): use each step's own t_{k+1} - t_k":
                 _number((sq / (span / dt.numel())).sum(1).mean()),
+            "the steps were averaged (divided by T): the energy sums |dx_k|^2 / dt_k over the steps":
+                _number((sq / dt).mean(1).mean()),
             "the energies of the paths were summed: average them over the batch": _number(b * energy),
             "the squares were averaged over the d coordinates: sum them": _number(energy / d),
             "this is the length of the paths (sum_k |dx_k|), not their energy": _number(sq.sqrt().sum(1).mean()),
@@ -214,6 +221,9 @@ def check_straightness(
             "the time steps were taken as even (1 / T): use each step's own t_{k+1} - t_k": _number(
                 ((chord[:, None] - even).pow(2).sum(-1) / dt.numel()).sum(1).mean()),
             "the values of the paths were summed: average them over the batch": _number(traj.shape[0] * s),
+            "the squared differences were averaged over the steps (1 / T): weight each by its own dt_k":
+                _number((chord[:, None] - (traj[:, 1:] - traj[:, :-1]) / dt[None, :, None]).pow(2).sum(-1)
+                        .mean(1).mean()),
             "the squared differences were not weighted by the time steps (a sum, not an integral)":
                 _number((chord[:, None] - (traj[:, 1:] - traj[:, :-1]) / dt[None, :, None]).pow(2).sum(-1)
                         .sum(1).mean()),
@@ -361,11 +371,13 @@ def check_curved_path(
     :math:`\dot x_t = \frac{d}{dt}x_t`, the regression target of flow matching on this path.
     ``x0, x1`` ``(B, 2)``, ``t`` ``(B,)``, ``c`` a float (``amplitude``); returns two tensors ``(B, 2)``.
 
-    Four cases: ``x_t`` at ``t = 0`` and ``t = 1`` (the noise ``x0`` and the data ``x1``); ``x_t`` at
+    Five cases: ``x_t`` at ``t = 0`` and ``t = 1`` (the noise ``x0`` and the data ``x1``); ``x_t`` at
     random times against :class:`fmbook.ot.CurvedPath`; ``dx_t`` against central finite differences of
     the reader's own ``x_t`` in float64 (exact for a path quadratic in ``t``, so any missing term of the
-    derivative shows); and the CFM loss of a seeded network with the reader's ``(x_t, dx_t)`` against
-    :func:`fmbook.losses.cfm_loss` with ``path=CurvedPath(c)``.
+    derivative shows); the CFM loss of a seeded network with the reader's ``(x_t, dx_t)`` against
+    :func:`fmbook.losses.cfm_loss` with ``path=CurvedPath(c)``; and ``(x_t, dx_t)`` at a second amplitude
+    ``c + 1.5`` against :class:`fmbook.ot.CurvedPath`, since at the chapter's ``c = 1`` a missing factor
+    ``c`` (or ``c`` taken as 1) changes nothing.
     """
     if isinstance(amplitude, bool) or not isinstance(amplitude, (int, float)) or not math.isfinite(amplitude):
         raise ValueError(f"amplitude must be a finite number, got {amplitude!r}")
@@ -409,8 +421,15 @@ def check_curved_path(
     d = x1 - x0
     perp = torch.stack([-d[:, 1], d[:, 0]], dim=1)
     _, rev_v = _reversed_sample(x0, x1, t, c)
+    tt = t[:, None]
     mistakes = {
-        "a term of the product rule is missing: d/dt [c t (1 - t)] = c (1 - 2t), not c": d + c * perp,
+        "a term of the product rule is missing: d/dt [t (1 - t)] = (1 - t) - t = 1 - 2t, not 1 - t":
+            d + c * (1 - tt) * perp,
+        "a term of the product rule is missing: d/dt [t (1 - t)] = (1 - t) - t = 1 - 2t, not -t":
+            d - c * tt * perp,
+        "the bend's factor is differentiated as if it were c t: d/dt [c t (1 - t)] = c (1 - 2t), not c":
+            d + c * perp,
+        "the bend's velocity has the wrong sign: d/dt [t (1 - t)] = 1 - 2t, not 2t - 1": d - c * (1 - 2 * tt) * perp,
         "the bend's velocity c (1 - 2t) R (x1 - x0) is missing: this is the straight path's velocity": d,
         "the sign is flipped (a velocity from data to noise?)": -right.dx_t,
         "this is the velocity of the reversed time convention (t = 0 data, t = 1 noise)": rev_v[:6],
@@ -430,7 +449,7 @@ def check_curved_path(
         ok, detail = close(received, box["fd"], 1e-6, 1e-7)
         return ok, f"against central differences (x_(t+h) - x_(t-h)) / 2h of your x_t, h = {h:g}: {detail}"
 
-    cases.append(Case("dx_t = d/dt x_t at 6 random t (central differences of your x_t)",
+    cases.append(Case("dx_t = d/dt x_t at 6 random t, float64 inputs (central differences of your x_t)",
                       {"x0": x0, "x1": x1, "t": t}, velocity, right.dx_t, _without_ties(mistakes, right.dx_t),
                       against_differences))
 
@@ -458,4 +477,29 @@ def check_curved_path(
     tight = lambda received, ref=ref: close(received, ref, 1e-9, 1e-12)
     cases.append(Case("a CFM loss on your path, 16 pairs (against losses.cfm_loss)",
                       {"x0": x0, "x1": x1, "t": t}, call, ref, _without_ties(mistakes, ref), tight))
+
+    # 5. the amplitude is an argument: x_t and dx_t at a second amplitude. At c = 1 a factor c
+    # missing from x_t or dx_t (or c taken as 1) changes nothing, so cases 1 to 4 alone, run with the
+    # chapter's amplitude 1, cannot see it.
+    c2 = c + 1.5
+    other = CurvedPath(c2)
+    x0, x1 = torch.randn(6, 2, generator=g, dtype=F64), 2 * torch.randn(6, 2, generator=g, dtype=F64)
+    t = times(6, g).double()
+    tt = t[:, None]
+    right2 = other.sample(x0, x1, t)
+    ref2 = torch.cat([right2.x_t, right2.dx_t])
+    d = x1 - x0
+    perp = torch.stack([-d[:, 1], d[:, 0]], dim=1)
+    ones = CurvedPath(1.0).sample(x0, x1, t)
+    mistakes = {
+        f"the amplitude c is not used (this is the path of c = 1): scale the bend by c = {c2:g}":
+            torch.cat([ones.x_t, ones.dx_t]),
+        "the factor c of the bend's velocity is missing: d/dt [c t (1 - t)] = c (1 - 2t)":
+            torch.cat([right2.x_t, d + (1 - 2 * tt) * perp]),
+        "the factor c of the bend is missing from x_t: x_t = ... + c t (1 - t) R (x1 - x0)":
+            torch.cat([right2.x_t - (c2 - 1) * tt * (1 - tt) * perp, right2.dx_t]),
+    }
+    both = lambda f, x0=x0, x1=x1, t=t, c2=c2: torch.cat(_path_call(f, x0, x1, t, c2))
+    cases.append(Case(f"x_t and dx_t at a second amplitude, c = {c2:g} (against fmbook.ot.CurvedPath)",
+                      {"x0": x0, "x1": x1, "t": t}, both, ref2, _without_ties(mistakes, ref2)))
     return run_cases("check_curved_path", fn, cases, verbose, rtol=1e-4, atol=1e-5, time_limit=time_limit)
