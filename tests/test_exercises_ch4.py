@@ -308,6 +308,7 @@ def test_the_amplitude_is_checked_away_from_one():
         result = rejects(ex.check_curved_path, answer, word, amplitude=1.0)
         assert [c.passed for c in result.cases] == [True] * 4 + [False], result.report()
         assert "second amplitude" in result.failures[0].description
+        assert result.failures[0].received.shape == (6, 4)  # each row: x_t, then dx_t
 
 
 def test_the_velocity_is_judged_against_differences_of_the_readers_own_path():

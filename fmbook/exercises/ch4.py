@@ -487,19 +487,20 @@ def check_curved_path(
     t = times(6, g).double()
     tt = t[:, None]
     right2 = other.sample(x0, x1, t)
-    ref2 = torch.cat([right2.x_t, right2.dx_t])
+    ref2 = torch.cat([right2.x_t, right2.dx_t], dim=1)
     d = x1 - x0
     perp = torch.stack([-d[:, 1], d[:, 0]], dim=1)
     ones = CurvedPath(1.0).sample(x0, x1, t)
     mistakes = {
         f"the amplitude c is not used (this is the path of c = 1): scale the bend by c = {c2:g}":
-            torch.cat([ones.x_t, ones.dx_t]),
+            torch.cat([ones.x_t, ones.dx_t], dim=1),
         "the factor c of the bend's velocity is missing: d/dt [c t (1 - t)] = c (1 - 2t)":
-            torch.cat([right2.x_t, d + (1 - 2 * tt) * perp]),
+            torch.cat([right2.x_t, d + (1 - 2 * tt) * perp], dim=1),
         "the factor c of the bend is missing from x_t: x_t = ... + c t (1 - t) R (x1 - x0)":
-            torch.cat([right2.x_t - (c2 - 1) * tt * (1 - tt) * perp, right2.dx_t]),
+            torch.cat([right2.x_t - (c2 - 1) * tt * (1 - tt) * perp, right2.dx_t], dim=1),
     }
-    both = lambda f, x0=x0, x1=x1, t=t, c2=c2: torch.cat(_path_call(f, x0, x1, t, c2))
-    cases.append(Case(f"x_t and dx_t at a second amplitude, c = {c2:g} (against fmbook.ot.CurvedPath)",
+    both = lambda f, x0=x0, x1=x1, t=t, c2=c2: torch.cat(_path_call(f, x0, x1, t, c2), dim=1)
+    # each row: x_t (2 columns), then dx_t (2 columns)
+    cases.append(Case(f"[x_t, dx_t] at a second amplitude, c = {c2:g} (against fmbook.ot.CurvedPath)",
                       {"x0": x0, "x1": x1, "t": t}, both, ref2, _without_ties(mistakes, ref2)))
     return run_cases("check_curved_path", fn, cases, verbose, rtol=1e-4, atol=1e-5, time_limit=time_limit)
