@@ -165,6 +165,14 @@ def test_kinetic_energy_checker_names_typical_mistakes():
         return float((sq / dt).mean(1).mean())
 
     rejects(ex.check_kinetic_energy, averaged_steps, "averaged (divided by T)")
+    # another quadrature of the energy, not the polyline's (velocities by torch.gradient, then the
+    # trapezoid rule): right on straight paths and fine grids, it passed before the coarse curved case
+    def gradient_trapezoid(traj, t):
+        v = torch.gradient(traj, spacing=(t,), dim=1)[0]
+        return float(torch.trapezoid(v.pow(2).sum(-1), t, dim=1).mean())
+
+    result = rejects(ex.check_kinetic_energy, gradient_trapezoid, None)
+    assert [c.passed for c in result.cases] == [True] * 4 + [False]
     # not a named mistake, still wrong: the energy of the chord only
     rejects(ex.check_kinetic_energy, lambda traj, t: fot.transport_cost(traj[:, 0], traj[:, -1]), None)
 

@@ -112,7 +112,11 @@ def _trajectory_cases(g: torch.Generator) -> list[tuple[str, Tensor, Tensor, flo
     curved path :math:`c\,t(1 - t)RD` adds :math:`c^2\lVert D\rVert^2/3`; the accelerating straight path
     :math:`x_0 + t^2 D` has energy :math:`\tfrac43\lVert D\rVert^2` and straightness
     :math:`\tfrac13\lVert D\rVert^2`. On the fine grids the piecewise-linear path is within
-    :math:`10^{-6}` (relative) of these limits.
+    :math:`10^{-6}` (relative) of these limits. On a coarse grid the curved path's polyline has the
+    exact energy :math:`\lVert D\rVert^2(1 + c^2/3) - \tfrac{c^2}3\lVert D\rVert^2\sum_k h_k^3`
+    (steps :math:`h_k`: with a constant acceleration each chord's slope is the step's mean velocity,
+    and the step loses :math:`\lVert\ddot x\rVert^2 h_k^3/12`), which tells the polyline from
+    other quadratures of the energy.
     """
     out = []
     # straight, constant speed, a coarse random grid of [0, 1]: the discrete energy is exact
@@ -140,6 +144,16 @@ def _trajectory_cases(g: torch.Generator) -> list[tuple[str, Tensor, Tensor, flo
     traj = x0[:, None] + (t**2)[None, :, None] * d[:, None]
     sq = float(d.pow(2).sum(1).mean())
     out.append(("3 accelerating paths x0 + t^2 D, 3-D, 2001 uneven times", traj, t, 4 * sq / 3, sq / 3))
+    # the curved path on a coarse uneven grid: the piecewise-linear path's own energy, exactly. Its
+    # acceleration a = -2c R D is constant, so on a step of length h the chord's slope is the mean
+    # velocity and the step loses |a|^2 h^3 / 12 = c^2 |D|^2 h^3 / 3 of the energy
+    x0, x1 = torch.randn(5, 2, generator=g, dtype=F64), 2 * torch.randn(5, 2, generator=g, dtype=F64)
+    t = _grid("random", 7, g)
+    c = 2.0
+    sq = float((x1 - x0).pow(2).sum(1).mean())
+    lost = sq * c**2 / 3 * float((t[1:] - t[:-1]).pow(3).sum())
+    out.append((f"5 curved paths (c = {c:g}), 2-D, 7 uneven times (the polyline's own energy)",
+                _curved(x0, x1, t, c), t, sq * (1 + c**2 / 3) - lost, sq * c**2 / 3 - lost))
     return out
 
 
@@ -163,7 +177,9 @@ def check_kinetic_energy(
     :math:`\E\lVert D\rVert^2 (t_T - t_0)`, exact on any grid), the curved path
     :math:`c\,t(1 - t)R(x_1 - x_0)` (:math:`\E\lVert x_1 - x_0\rVert^2(1 + c^2/3)`) and the accelerating
     path :math:`x_0 + t^2 D` (:math:`\tfrac43\E\lVert D\rVert^2`) on grids of 2001 uneven times, where the
-    piecewise-linear path is within :math:`10^{-6}` of them.
+    piecewise-linear path is within :math:`10^{-6}` of them; and the curved path on 7 uneven times, where
+    the polyline's energy :math:`\E\lVert D\rVert^2\big(1 + \frac{c^2}3(1 - \sum_k h_k^3)\big)` is exact and
+    other quadratures of the energy (velocities by ``torch.gradient``, the trapezoid rule) differ.
     """
     g = generator(seed)
     cases = []
@@ -203,7 +219,8 @@ def check_straightness(
     Reference: closed forms. :math:`S = 0` for straight constant-speed paths (on any grid),
     :math:`c^2\E\lVert x_1 - x_0\rVert^2/3` for the curved path of the chapter and
     :math:`\E\lVert D\rVert^2/3` for the accelerating path :math:`x_0 + t^2 D` (a straight line run at a
-    changing speed), on grids of 2001 uneven times.
+    changing speed), on grids of 2001 uneven times; and the exact
+    :math:`\frac{c^2}3\E\lVert D\rVert^2(1 - \sum_k h_k^3)` of the curved path's polyline on 7 uneven times.
     """
     g = generator(seed)
     cases = []
