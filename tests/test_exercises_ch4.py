@@ -42,6 +42,13 @@ def ot_perm(x0, x1):
     return torch.as_tensor(ot.emd(w, w, ot.dist(x0.numpy(), x1.numpy())).argmax(1))
 
 
+def lsa(x0, x1):
+    """The optimal assignment of scipy, as it returns it: two numpy index arrays (rows, cols)."""
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(torch.cdist(x0.double(), x1.double()).pow(2).numpy())
+
+
 def rotate(d):
     return torch.stack([-d[:, 1], d[:, 0]], dim=1)
 
@@ -85,6 +92,16 @@ def rejects(checker, answer, hint_word: str | None, **kwargs) -> ex.CheckResult:
         (ex.check_icfm_energy, fot.gaussian_icfm_energy, {}),
         (ex.check_ot_pairing, ot_perm, {}),
         (ex.check_ot_pairing, lambda x0, x1: fot.ot_pair_indices(x0, x1)[1], {}),
+        # the other valid forms of a pairing: what the exercise's hint, linear_sum_assignment,
+        # returns (numpy arrays, alone or as the pair (rows, cols)), the book's index pair, a list
+        (ex.check_ot_pairing, lambda x0, x1: lsa(x0, x1)[1], {}),
+        (ex.check_ot_pairing, lsa, {}),
+        (ex.check_ot_pairing, lambda x0, x1: tuple(torch.as_tensor(v).flip(0) for v in lsa(x0, x1)), {}),
+        (ex.check_ot_pairing, fot.ot_pair_indices, {}),
+        (ex.check_ot_pairing, lambda x0, x1: lsa(x0, x1)[1].tolist(), {}),
+        # a number as a one-element numpy array
+        (ex.check_w2_line, lambda a, b: np.sqrt(((np.sort(a.numpy(), 0) - np.sort(b.numpy(), 0)) ** 2).mean(0)),
+         {}),
         (ex.check_curved_path, curved_path, {}),
         (ex.check_curved_path, curved_path, {"amplitude": 2.5}),
         (ex.check_curved_path, lambda x0, x1, t, c: tuple(fot.CurvedPath(c).sample(x0, x1, t))[:2], {}),
@@ -142,6 +159,20 @@ def test_kinetic_energy_checker_names_typical_mistakes():
     rejects(ex.check_kinetic_energy, summed, "summed")
     rejects(ex.check_kinetic_energy, averaged_coordinates, "averaged over the d coordinates")
     rejects(ex.check_kinetic_energy, length, "length")
+
+    def averaged_steps(traj, t):
+        sq, dt = _steps(traj, t)
+        return float((sq / dt).mean(1).mean())
+
+    rejects(ex.check_kinetic_energy, averaged_steps, "averaged (divided by T)")
+    # another quadrature of the energy, not the polyline's (velocities by torch.gradient, then the
+    # trapezoid rule): right on straight paths and fine grids, it passed before the coarse curved case
+    def gradient_trapezoid(traj, t):
+        v = torch.gradient(traj, spacing=(t,), dim=1)[0]
+        return float(torch.trapezoid(v.pow(2).sum(-1), t, dim=1).mean())
+
+    result = rejects(ex.check_kinetic_energy, gradient_trapezoid, None)
+    assert [c.passed for c in result.cases] == [True] * 4 + [False]
     # not a named mistake, still wrong: the energy of the chord only
     rejects(ex.check_kinetic_energy, lambda traj, t: fot.transport_cost(traj[:, 0], traj[:, -1]), None)
 
@@ -163,6 +194,13 @@ def test_straightness_checker_names_typical_mistakes():
     rejects(ex.check_straightness, even_steps, "even")
     rejects(ex.check_straightness, lambda traj, t: straightness(traj, t) * traj.shape[0], "summed")
     rejects(ex.check_straightness, unweighted, "not weighted")
+
+    def averaged_steps(traj, t):
+        slope = (traj[:, 1:] - traj[:, :-1]) / (t[1:] - t[:-1])[None, :, None]
+        chord = (traj[:, -1] - traj[:, 0])[:, None]
+        return float((chord - slope).pow(2).sum(-1).mean(1).mean())
+
+    rejects(ex.check_straightness, averaged_steps, "averaged over the steps")
 
 
 def test_w2_line_checker_names_typical_mistakes():
@@ -193,6 +231,18 @@ def test_icfm_energy_checker_names_typical_mistakes():
 def test_ot_pairing_checker_is_used_with_its_hints():
     rejects(ex.check_ot_pairing, lambda x0, x1: torch.arange(len(x0)), "independent")
     rejects(ex.check_ot_pairing, lambda x0, x1: ot_perm(x0, -x1), "maximised")
+    # the plan read by columns: x0[perm[j]] is the partner of x1[j], the inverse of the pairing asked for
+    rejects(ex.check_ot_pairing, lambda x0, x1: torch.as_tensor(np.argsort(lsa(x0, x1)[1])), "inverse")
+    # the Euclidean cost (no square) in the assignment
+    def euclid(x0, x1):
+        from scipy.optimize import linear_sum_assignment
+
+        return torch.as_tensor(linear_sum_assignment(torch.cdist(x0.double(), x1.double()).numpy())[1])
+
+    rejects(ex.check_ot_pairing, euclid, "squared distance")
+    # each x0 takes its nearest x1: usually not a permutation, and the verdict says why
+    result = rejects(ex.check_ot_pairing, lambda x0, x1: torch.cdist(x0, x1).argmin(1), None)
+    assert "nearest" in result.failures[0].detail
 
 
 def test_curved_path_checker_names_typical_mistakes():
@@ -205,9 +255,19 @@ def test_curved_path_checker_names_typical_mistakes():
     def straight(x0, x1, t, c):
         return curved_path(x0, x1, t, 0.0)
 
-    def no_product_rule(x0, x1, t, c):
+    def as_if_ct(x0, x1, t, c):
         x_t, _ = curved_path(x0, x1, t, c)
         return x_t, (x1 - x0) + c * rotate(x1 - x0)
+
+    def product_rule_half(x0, x1, t, c, first=True):
+        # d/dt [t (1 - t)] taken as (1 - t) (the derivative of t only) or as -t
+        x_t, _ = curved_path(x0, x1, t, c)
+        factor = (1 - t) if first else -t
+        return x_t, (x1 - x0) + c * factor[:, None] * rotate(x1 - x0)
+
+    def bend_sign(x0, x1, t, c):
+        x_t, _ = curved_path(x0, x1, t, c)
+        return x_t, (x1 - x0) - c * (1 - 2 * t)[:, None] * rotate(x1 - x0)
 
     def straight_velocity(x0, x1, t, c):
         return curved_path(x0, x1, t, c)[0], x1 - x0
@@ -224,7 +284,10 @@ def test_curved_path_checker_names_typical_mistakes():
     rejects(ex.check_curved_path, lambda x0, x1, t, c: curved_path(x0, x1, 1 - t, c), "reversed")
     rejects(ex.check_curved_path, wrong_side, "wrong side")
     rejects(ex.check_curved_path, straight, "straight path")
-    rejects(ex.check_curved_path, no_product_rule, "product rule")
+    rejects(ex.check_curved_path, as_if_ct, "as if it were c t")
+    rejects(ex.check_curved_path, product_rule_half, "product rule")
+    rejects(ex.check_curved_path, lambda *a: product_rule_half(*a, first=False), "product rule")
+    rejects(ex.check_curved_path, bend_sign, "wrong sign")
     rejects(ex.check_curved_path, straight_velocity, "bend's velocity")
     rejects(ex.check_curved_path, flipped, "sign")
     rejects(ex.check_curved_path, point_not_velocity, "returned x_t")
@@ -232,6 +295,28 @@ def test_curved_path_checker_names_typical_mistakes():
     rejects(ex.check_curved_path, lambda x0, x1, t, c: curved_path(x0, x1, t, 1.0), None, amplitude=2.0)
     result = rejects(ex.check_curved_path, lambda x0, x1, t, c: curved_path(x0, x1, t, c)[0], None)
     assert "pair (x_t, dx_t)" in result.failures[0].detail
+
+
+def test_the_amplitude_is_checked_away_from_one():
+    # At the chapter's amplitude c = 1 a factor c missing from x_t or dx_t, or c ignored, changes
+    # nothing; these answers passed check_curved_path(fn, amplitude=1.0) before it had its case at a
+    # second amplitude.
+    def no_c_in_velocity(x0, x1, t, c):
+        x_t, _ = curved_path(x0, x1, t, c)
+        return x_t, (x1 - x0) + (1 - 2 * t)[:, None] * rotate(x1 - x0)
+
+    def no_c_in_point(x0, x1, t, c):
+        _, v = curved_path(x0, x1, t, c)
+        tt = t[:, None]
+        return (1 - tt) * x0 + tt * x1 + tt * (1 - tt) * rotate(x1 - x0), v
+
+    for answer, word in ((no_c_in_velocity, "factor c of the bend's velocity"),
+                         (no_c_in_point, "factor c of the bend is missing from x_t"),
+                         (lambda x0, x1, t, c: curved_path(x0, x1, t, 1.0), "not used")):
+        result = rejects(ex.check_curved_path, answer, word, amplitude=1.0)
+        assert [c.passed for c in result.cases] == [True] * 4 + [False], result.report()
+        assert "second amplitude" in result.failures[0].description
+        assert result.failures[0].received.shape == (6, 4)  # each row: x_t, then dx_t
 
 
 def test_the_velocity_is_judged_against_differences_of_the_readers_own_path():
@@ -243,7 +328,7 @@ def test_the_velocity_is_judged_against_differences_of_the_readers_own_path():
         return x_t + 1e-3 * torch.sin(torch.pi * t)[:, None], v
 
     result = ex.check_curved_path(shifted, verbose=False)
-    assert [c.passed for c in result.cases] == [True, False, False, False], result.report()
+    assert [c.passed for c in result.cases] == [True, False, False, False, False], result.report()
     assert "central differences" in result.cases[2].description
     assert "central differences" in result.cases[2].detail  # what the velocity was compared with
 

@@ -311,10 +311,41 @@ def _pairing_cost(x0: Tensor, x1: Tensor, perm: Tensor) -> Tensor:
     return ((x0.double() - x1.double()[perm]) ** 2).sum(1).mean().reshape(1)
 
 
+def _index_vector(out: object, b: int) -> Tensor | None:
+    """``out`` as a long tensor ``(b,)`` if it is a vector of integers (a tensor, a numpy array such as
+    ``scipy.optimize.linear_sum_assignment`` returns, or a list), else None."""
+    if isinstance(out, list) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
+        out = torch.tensor(out, dtype=torch.long) if out else torch.zeros(0, dtype=torch.long)
+    elif isinstance(out, np.ndarray) and out.dtype.kind in "iu":
+        out = torch.as_tensor(out)
+    if isinstance(out, Tensor) and out.shape == (b,) and not out.is_floating_point() and out.dtype != torch.bool:
+        return out.long().cpu()
+    return None
+
+
+def _check_indices(idx: Tensor, b: int, name: str) -> None:
+    if sorted(idx.tolist()) != list(range(b)):
+        raise Mismatch(
+            f"{name} must be a permutation of 0..{b - 1} (each data point used once; taking each x0's nearest "
+            f"x1 can use one x1 twice), got {idx.tolist()}"
+        )
+
+
 def _as_permutation(out: object, x0: Tensor, x1: Tensor) -> Tensor:
-    """Read a pairing returned by the reader: an index tensor (B,) or a pair of batches."""
+    """Read a pairing returned by the reader: ``perm`` (B,) (a tensor, numpy array or list of integers),
+    the index pair ``(rows, cols)`` with ``x0[rows[k]]`` paired with ``x1[cols[k]]`` (what
+    ``scipy.optimize.linear_sum_assignment`` and :func:`fmbook.ot.ot_pair_indices` return), or the pair
+    of reordered batches ``(x0_paired, x1_paired)``."""
     b = x0.shape[0]
-    if isinstance(out, (tuple, list)) and len(out) == 2:
+    if isinstance(out, (tuple, list)) and len(out) == 2 and all(_index_vector(o, b) is not None for o in out):
+        rows, cols = (_index_vector(o, b) for o in out)
+        assert rows is not None and cols is not None
+        _check_indices(rows, b, "rows (the first index vector)")
+        _check_indices(cols, b, "cols (the second index vector)")
+        perm = torch.empty(b, dtype=torch.long)
+        perm[rows] = cols  # x0[rows[k]] is paired with x1[cols[k]]
+        return perm
+    if isinstance(out, (tuple, list)) and len(out) == 2 and _index_vector(list(out), b) is None:
         p0, p1 = (as_tensor_like(o, x0, "fn(x0, x1) -> (x0_paired, x1_paired)") for o in out)
         rows0 = torch.cdist(p0.double(), x0.double()).argmin(1)
         rows1 = torch.cdist(p1.double(), x1.double()).argmin(1)
@@ -324,15 +355,14 @@ def _as_permutation(out: object, x0: Tensor, x1: Tensor) -> Tensor:
         perm = torch.empty(b, dtype=torch.long)
         perm[rows0] = rows1  # x0[rows0[k]] is paired with x1[rows1[k]]
         return perm
-    if not isinstance(out, Tensor) or out.shape != (b,) or out.is_floating_point():
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+    perm = _index_vector(out, b)
+    if perm is None:
+        shape = tuple(out.shape) if isinstance(out, (Tensor, np.ndarray)) else type(out).__name__
         raise Mismatch(
-            f"fn(x0, x1) must return an integer tensor perm of shape ({b},) (x1[perm] paired with x0) "
-            f"or a pair (x0_paired, x1_paired); got {shape}"
+            f"fn(x0, x1) must return an integer tensor perm of shape ({b},) (x1[perm] paired with x0), "
+            f"the index pair (rows, cols) or the pair (x0_paired, x1_paired); got {shape}"
         )
-    perm = out.long().cpu()
-    if sorted(perm.tolist()) != list(range(b)):
-        raise Mismatch(f"perm must be a permutation of 0..{b - 1} (each data point used once), got {perm.tolist()}")
+    _check_indices(perm, b, "perm")
     return perm
 
 
@@ -343,9 +373,11 @@ def check_ot_pairing(
 
     The pairing must minimise :math:`\frac1B\sum_i \lVert x_0^i - x_1^{\pi(i)}\rVert^2` over the
     permutations :math:`\pi` of the batch (the exact OT plan between the two empirical
-    measures with uniform weights is a permutation). ``fn`` returns either ``perm``, an integer
-    tensor ``(B,)`` with ``x1[perm[i]]`` paired with ``x0[i]``, or the pair of reordered batches
-    ``(x0_paired, x1_paired)``. The cost of the pairing is compared with the optimum computed by
+    measures with uniform weights is a permutation). ``fn`` returns ``perm``, an integer tensor
+    ``(B,)`` (or a numpy array or list of integers) with ``x1[perm[i]]`` paired with ``x0[i]``; or the
+    index pair ``(rows, cols)`` with ``x0[rows[k]]`` paired with ``x1[cols[k]]`` (what
+    ``scipy.optimize.linear_sum_assignment`` and :func:`fmbook.ot.ot_pair_indices` return); or the pair
+    of reordered batches ``(x0_paired, x1_paired)``. The cost of the pairing is compared with the optimum computed by
     POT's exact solver ``ot.emd`` (the cost, not the permutation, is compared: ties are allowed).
     Shapes: ``x0, x1`` ``(B, d)``.
     """
@@ -368,6 +400,10 @@ def check_ot_pairing(
                 x0, x1, torch.as_tensor(euclid.argmax(1))
             ),
         }
+        inverse = torch.empty(b, dtype=torch.long)
+        inverse[best] = torch.arange(b)  # x0[inverse[j]] is the partner of x1[j]: plan.argmax(0)
+        mistakes["perm is the inverse pairing (plan.argmax(0)?): x1[perm[i]] must be the partner of x0[i]"] = (
+            _pairing_cost(x0, x1, inverse))
         if len(set(nearest.tolist())) == b:
             mistakes["each x0 took its nearest x1: greedy, not optimal"] = _pairing_cost(x0, x1, nearest)
         mistakes = {k: v for k, v in mistakes.items() if not torch.allclose(v, ref)}

@@ -55,13 +55,18 @@ F64 = torch.float64
 
 
 def _as_number(out: object, what: str) -> Tensor:
-    """A number returned by the reader (a float, an int, a numpy scalar or a one-element tensor) as a
-    float64 tensor ``(1,)``, or :class:`Mismatch` saying what was expected."""
+    """A number returned by the reader (a float, an int, a numpy scalar, a one-element numpy array or
+    tensor) as a float64 tensor ``(1,)``, or :class:`Mismatch` saying what was expected."""
     if isinstance(out, Tensor):
         if out.numel() != 1:
             raise Mismatch(f"{what} must return one number (a float or a 0-dim tensor), got a tensor of shape "
                            f"{tuple(out.shape)}")
         return out.detach().to("cpu", F64).reshape(1)
+    if isinstance(out, np.ndarray) and out.dtype.kind in "iuf":
+        if out.size != 1:
+            raise Mismatch(f"{what} must return one number (a float or a 0-dim tensor), got an array of shape "
+                           f"{out.shape}")
+        return torch.tensor([float(out.reshape(()))], dtype=F64)
     if isinstance(out, (int, float, np.integer, np.floating)) and not isinstance(out, bool):
         return torch.tensor([float(out)], dtype=F64)
     raise Mismatch(f"{what} must return one number (a float or a 0-dim tensor), got {type(out).__name__}")
@@ -107,7 +112,11 @@ def _trajectory_cases(g: torch.Generator) -> list[tuple[str, Tensor, Tensor, flo
     curved path :math:`c\,t(1 - t)RD` adds :math:`c^2\lVert D\rVert^2/3`; the accelerating straight path
     :math:`x_0 + t^2 D` has energy :math:`\tfrac43\lVert D\rVert^2` and straightness
     :math:`\tfrac13\lVert D\rVert^2`. On the fine grids the piecewise-linear path is within
-    :math:`10^{-6}` (relative) of these limits.
+    :math:`10^{-6}` (relative) of these limits. On a coarse grid the curved path's polyline has the
+    exact energy :math:`\lVert D\rVert^2(1 + c^2/3) - \tfrac{c^2}3\lVert D\rVert^2\sum_k h_k^3`
+    (steps :math:`h_k`: with a constant acceleration each chord's slope is the step's mean velocity,
+    and the step loses :math:`\lVert\ddot x\rVert^2 h_k^3/12`), which tells the polyline from
+    other quadratures of the energy.
     """
     out = []
     # straight, constant speed, a coarse random grid of [0, 1]: the discrete energy is exact
@@ -135,6 +144,16 @@ def _trajectory_cases(g: torch.Generator) -> list[tuple[str, Tensor, Tensor, flo
     traj = x0[:, None] + (t**2)[None, :, None] * d[:, None]
     sq = float(d.pow(2).sum(1).mean())
     out.append(("3 accelerating paths x0 + t^2 D, 3-D, 2001 uneven times", traj, t, 4 * sq / 3, sq / 3))
+    # the curved path on a coarse uneven grid: the piecewise-linear path's own energy, exactly. Its
+    # acceleration a = -2c R D is constant, so on a step of length h the chord's slope is the mean
+    # velocity and the step loses |a|^2 h^3 / 12 = c^2 |D|^2 h^3 / 3 of the energy
+    x0, x1 = torch.randn(5, 2, generator=g, dtype=F64), 2 * torch.randn(5, 2, generator=g, dtype=F64)
+    t = _grid("random", 7, g)
+    c = 2.0
+    sq = float((x1 - x0).pow(2).sum(1).mean())
+    lost = sq * c**2 / 3 * float((t[1:] - t[:-1]).pow(3).sum())
+    out.append((f"5 curved paths (c = {c:g}), 2-D, 7 uneven times (the polyline's own energy)",
+                _curved(x0, x1, t, c), t, sq * (1 + c**2 / 3) - lost, sq * c**2 / 3 - lost))
     return out
 
 
@@ -158,7 +177,9 @@ def check_kinetic_energy(
     :math:`\E\lVert D\rVert^2 (t_T - t_0)`, exact on any grid), the curved path
     :math:`c\,t(1 - t)R(x_1 - x_0)` (:math:`\E\lVert x_1 - x_0\rVert^2(1 + c^2/3)`) and the accelerating
     path :math:`x_0 + t^2 D` (:math:`\tfrac43\E\lVert D\rVert^2`) on grids of 2001 uneven times, where the
-    piecewise-linear path is within :math:`10^{-6}` of them.
+    piecewise-linear path is within :math:`10^{-6}` of them; and the curved path on 7 uneven times, where
+    the polyline's energy :math:`\E\lVert D\rVert^2\big(1 + \frac{c^2}3(1 - \sum_k h_k^3)\big)` is exact and
+    other quadratures of the energy (velocities by ``torch.gradient``, the trapezoid rule) differ.
     """
     g = generator(seed)
     cases = []
@@ -174,6 +195,8 @@ def check_kinetic_energy(
                 _number((sq * dt).sum(1).mean()),
             "the time steps were taken as even (span / T): use each step's own t_{k+1} - t_k":
                 _number((sq / (span / dt.numel())).sum(1).mean()),
+            "the steps were averaged (divided by T): the energy sums |dx_k|^2 / dt_k over the steps":
+                _number((sq / dt).mean(1).mean()),
             "the energies of the paths were summed: average them over the batch": _number(b * energy),
             "the squares were averaged over the d coordinates: sum them": _number(energy / d),
             "this is the length of the paths (sum_k |dx_k|), not their energy": _number(sq.sqrt().sum(1).mean()),
@@ -196,7 +219,8 @@ def check_straightness(
     Reference: closed forms. :math:`S = 0` for straight constant-speed paths (on any grid),
     :math:`c^2\E\lVert x_1 - x_0\rVert^2/3` for the curved path of the chapter and
     :math:`\E\lVert D\rVert^2/3` for the accelerating path :math:`x_0 + t^2 D` (a straight line run at a
-    changing speed), on grids of 2001 uneven times.
+    changing speed), on grids of 2001 uneven times; and the exact
+    :math:`\frac{c^2}3\E\lVert D\rVert^2(1 - \sum_k h_k^3)` of the curved path's polyline on 7 uneven times.
     """
     g = generator(seed)
     cases = []
@@ -214,6 +238,9 @@ def check_straightness(
             "the time steps were taken as even (1 / T): use each step's own t_{k+1} - t_k": _number(
                 ((chord[:, None] - even).pow(2).sum(-1) / dt.numel()).sum(1).mean()),
             "the values of the paths were summed: average them over the batch": _number(traj.shape[0] * s),
+            "the squared differences were averaged over the steps (1 / T): weight each by its own dt_k":
+                _number((chord[:, None] - (traj[:, 1:] - traj[:, :-1]) / dt[None, :, None]).pow(2).sum(-1)
+                        .mean(1).mean()),
             "the squared differences were not weighted by the time steps (a sum, not an integral)":
                 _number((chord[:, None] - (traj[:, 1:] - traj[:, :-1]) / dt[None, :, None]).pow(2).sum(-1)
                         .sum(1).mean()),
@@ -361,11 +388,13 @@ def check_curved_path(
     :math:`\dot x_t = \frac{d}{dt}x_t`, the regression target of flow matching on this path.
     ``x0, x1`` ``(B, 2)``, ``t`` ``(B,)``, ``c`` a float (``amplitude``); returns two tensors ``(B, 2)``.
 
-    Four cases: ``x_t`` at ``t = 0`` and ``t = 1`` (the noise ``x0`` and the data ``x1``); ``x_t`` at
+    Five cases: ``x_t`` at ``t = 0`` and ``t = 1`` (the noise ``x0`` and the data ``x1``); ``x_t`` at
     random times against :class:`fmbook.ot.CurvedPath`; ``dx_t`` against central finite differences of
     the reader's own ``x_t`` in float64 (exact for a path quadratic in ``t``, so any missing term of the
-    derivative shows); and the CFM loss of a seeded network with the reader's ``(x_t, dx_t)`` against
-    :func:`fmbook.losses.cfm_loss` with ``path=CurvedPath(c)``.
+    derivative shows); the CFM loss of a seeded network with the reader's ``(x_t, dx_t)`` against
+    :func:`fmbook.losses.cfm_loss` with ``path=CurvedPath(c)``; and ``(x_t, dx_t)`` at a second amplitude
+    ``c + 1.5`` against :class:`fmbook.ot.CurvedPath`, since at the chapter's ``c = 1`` a missing factor
+    ``c`` (or ``c`` taken as 1) changes nothing.
     """
     if isinstance(amplitude, bool) or not isinstance(amplitude, (int, float)) or not math.isfinite(amplitude):
         raise ValueError(f"amplitude must be a finite number, got {amplitude!r}")
@@ -409,8 +438,15 @@ def check_curved_path(
     d = x1 - x0
     perp = torch.stack([-d[:, 1], d[:, 0]], dim=1)
     _, rev_v = _reversed_sample(x0, x1, t, c)
+    tt = t[:, None]
     mistakes = {
-        "a term of the product rule is missing: d/dt [c t (1 - t)] = c (1 - 2t), not c": d + c * perp,
+        "a term of the product rule is missing: d/dt [t (1 - t)] = (1 - t) - t = 1 - 2t, not 1 - t":
+            d + c * (1 - tt) * perp,
+        "a term of the product rule is missing: d/dt [t (1 - t)] = (1 - t) - t = 1 - 2t, not -t":
+            d - c * tt * perp,
+        "the bend's factor is differentiated as if it were c t: d/dt [c t (1 - t)] = c (1 - 2t), not c":
+            d + c * perp,
+        "the bend's velocity has the wrong sign: d/dt [t (1 - t)] = 1 - 2t, not 2t - 1": d - c * (1 - 2 * tt) * perp,
         "the bend's velocity c (1 - 2t) R (x1 - x0) is missing: this is the straight path's velocity": d,
         "the sign is flipped (a velocity from data to noise?)": -right.dx_t,
         "this is the velocity of the reversed time convention (t = 0 data, t = 1 noise)": rev_v[:6],
@@ -430,7 +466,7 @@ def check_curved_path(
         ok, detail = close(received, box["fd"], 1e-6, 1e-7)
         return ok, f"against central differences (x_(t+h) - x_(t-h)) / 2h of your x_t, h = {h:g}: {detail}"
 
-    cases.append(Case("dx_t = d/dt x_t at 6 random t (central differences of your x_t)",
+    cases.append(Case("dx_t = d/dt x_t at 6 random t, float64 inputs (central differences of your x_t)",
                       {"x0": x0, "x1": x1, "t": t}, velocity, right.dx_t, _without_ties(mistakes, right.dx_t),
                       against_differences))
 
@@ -458,4 +494,30 @@ def check_curved_path(
     tight = lambda received, ref=ref: close(received, ref, 1e-9, 1e-12)
     cases.append(Case("a CFM loss on your path, 16 pairs (against losses.cfm_loss)",
                       {"x0": x0, "x1": x1, "t": t}, call, ref, _without_ties(mistakes, ref), tight))
+
+    # 5. the amplitude is an argument: x_t and dx_t at a second amplitude. At c = 1 a factor c
+    # missing from x_t or dx_t (or c taken as 1) changes nothing, so cases 1 to 4 alone, run with the
+    # chapter's amplitude 1, cannot see it.
+    c2 = c + 1.5
+    other = CurvedPath(c2)
+    x0, x1 = torch.randn(6, 2, generator=g, dtype=F64), 2 * torch.randn(6, 2, generator=g, dtype=F64)
+    t = times(6, g).double()
+    tt = t[:, None]
+    right2 = other.sample(x0, x1, t)
+    ref2 = torch.cat([right2.x_t, right2.dx_t], dim=1)
+    d = x1 - x0
+    perp = torch.stack([-d[:, 1], d[:, 0]], dim=1)
+    ones = CurvedPath(1.0).sample(x0, x1, t)
+    mistakes = {
+        f"the amplitude c is not used (this is the path of c = 1): scale the bend by c = {c2:g}":
+            torch.cat([ones.x_t, ones.dx_t], dim=1),
+        "the factor c of the bend's velocity is missing: d/dt [c t (1 - t)] = c (1 - 2t)":
+            torch.cat([right2.x_t, d + (1 - 2 * tt) * perp], dim=1),
+        "the factor c of the bend is missing from x_t: x_t = ... + c t (1 - t) R (x1 - x0)":
+            torch.cat([right2.x_t - (c2 - 1) * tt * (1 - tt) * perp, right2.dx_t], dim=1),
+    }
+    both = lambda f, x0=x0, x1=x1, t=t, c2=c2: torch.cat(_path_call(f, x0, x1, t, c2), dim=1)
+    # each row: x_t (2 columns), then dx_t (2 columns)
+    cases.append(Case(f"[x_t, dx_t] at a second amplitude, c = {c2:g} (against fmbook.ot.CurvedPath)",
+                      {"x0": x0, "x1": x1, "t": t}, both, ref2, _without_ties(mistakes, ref2)))
     return run_cases("check_curved_path", fn, cases, verbose, rtol=1e-4, atol=1e-5, time_limit=time_limit)
