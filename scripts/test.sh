@@ -10,6 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 start=$SECONDS
 echo "== ruff"
 ruff check .
+echo "== actionlint (the workflows)"
+"$root/scripts/actionlint"
 echo "== unit tests and chapters (nbval)"
 # Two workers, one thread each: two small-network chapters side by side fill two cores.
 recorded="$root/_build/.nbval_executed"
