@@ -54,7 +54,8 @@ from playwright.sync_api import Page, sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_figures import CODE_WIDTH, MIN_ALT, generic_alt  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+#: The browser: $CHROMIUM when set (scripts/install-chromium then installs nothing), else Debian's.
+CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -425,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", default="_build/html", type=Path, help="the built book")
     parser.add_argument("--screenshots", default="_build/screenshots", type=Path)
-    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", CHROMIUM),
+    parser.add_argument("--chromium", default=CHROMIUM,
                         help="the Chromium executable (default: $CHROMIUM, else /usr/bin/chromium)")
     parser.add_argument("--report-only", action="store_true",
                         help="print every failure and a count per page and kind, and exit 0")
