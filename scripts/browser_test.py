@@ -209,7 +209,7 @@ SOLUTIONS = """() => Array.from(document.querySelectorAll(".solution.dropdown, d
 SIDEWAYS = r"""() => {
   // open every hidden code cell (a reader may), then find the blocks that scroll sideways
   for (const d of document.querySelectorAll(".cell details, details.hide, details.above-input")) d.open = true;
-  const content = document.querySelector(".bd-article, article, main") || document.body;
+  const content = [".bd-article", "article", "main"].map(s => document.querySelector(s)).find(e => e) || document.body;
   const blocks = Array.from(content.querySelectorAll(
       ".cell_input pre, .cell_output pre, .cell_output .output, div.highlight pre"));
   const cells = Array.from(content.querySelectorAll(".cell"));
@@ -233,7 +233,7 @@ SIDEWAYS = r"""() => {
 }"""
 
 ALT_TEXTS = """() => {
-  const content = document.querySelector(".bd-article, article, main") || document.body;
+  const content = [".bd-article", "article", "main"].map(s => document.querySelector(s)).find(e => e) || document.body;
   return Array.from(content.querySelectorAll("img")).map(img => ({
     src: (img.getAttribute("src") || "").slice(0, 80),
     alt: img.getAttribute("alt"),
@@ -242,7 +242,7 @@ ALT_TEXTS = """() => {
 }"""
 
 NUMBERS = r"""() => {
-  const content = document.querySelector(".bd-article, article, main") || document.body;
+  const content = [".bd-article", "article", "main"].map(s => document.querySelector(s)).find(e => e) || document.body;
   const text = e => (e ? e.textContent : "").replace(/\u00a0/g, " ").trim();
   const h1 = content.querySelector("h1");
   const num = h1 ? h1.querySelector(".section-number") : null;
