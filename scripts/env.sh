@@ -31,6 +31,12 @@ want="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "== installing the pinned requirements and fmbook"
   .venv/bin/python -m pip install --quiet --upgrade pip
+  if [ -n "${FMBOOK_CPU_TORCH:-}" ]; then
+    # The CPU build of the pinned torch (about 0.8 GB installed) instead of the default
+    # build, which on Linux brings the CUDA libraries (several GB).
+    torch_pin="$(grep -E '^torch==' requirements.txt)"
+    .venv/bin/python -m pip install --quiet "$torch_pin" --index-url https://download.pytorch.org/whl/cpu
+  fi
   .venv/bin/python -m pip install --quiet -r requirements.txt
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
