@@ -72,7 +72,12 @@ KNOWN_PAGE_ERRORS = {
     # sources in two passes; the second copy fails, the first one works.
     "Identifier 'THEBE_JS_URL' has already been declared",
 }
-RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\\begin\{")
+#: TeX left in a page's text: delimiters, or a command of the book's maths outside any formula (as
+#: where a line of a paragraph that starts with "+" or "-" became a list item and broke the "$...$").
+RAW_TEX = re.compile(
+    r"\\\(|\\\[|\$\$|\\begin\{"
+    r"|\\(frac|lVert|rVert|mathbb|mathcal|mathrm|varepsilon|alpha|sigma|nabla|partial|sqrt|cdot|dalpha|dsigma)(?![A-Za-z])"
+)
 #: The window in which the layout is checked (the width the code lines are formatted for).
 VIEWPORT = {"width": 1280, "height": 900}
 SKIP_PAGES = {"genindex.html", "search.html"}

@@ -112,3 +112,18 @@ def test_the_summary_counts_failures_per_page_and_kind():
     table = browser_test.summary([one, two]).splitlines()
     assert table[0].split() == ["page", "alt", "layout"]
     assert table[1].split() == ["chapters/03.html", "1", "2"] and len(table) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "raw"),
+    [
+        ("changes the cost by $\\lVert x_{0,i} - x_{1,j}\\rVert^2", True),  # a "$...$" broken by a list item
+        ("then G_{ij} = -\\frac{1 - t}{t} < 0", True),
+        ("| scheduler | $\\alpha_0$ | $\\alpha_1$ |", True),  # a table that did not render
+        ("left as \\(x_t\\) or $$x$$", True),
+        ("the velocity field v_t of the path, t in [0, 1]; a \\n in a string", False),
+        ("the fraction \\fraction and \\alphabet are not the book's commands", False),
+    ],
+)
+def test_raw_tex_is_found_in_the_text_of_a_page(text, raw):
+    assert bool(browser_test.RAW_TEX.search(text)) == raw
