@@ -12,11 +12,20 @@ echo "== ruff"
 ruff check .
 echo "== actionlint (the workflows)"
 "$root/scripts/actionlint"
+# Chromium: for the browser checks' and the PDF's unit tests, the browser test and the JupyterLab test.
+browser_tests=()
+if [ -z "${FMBOOK_SKIP_BROWSER:-}" ]; then
+  "$root/scripts/install-chromium"
+else
+  browser_tests=(--ignore=tests/test_browser_checks.py --ignore=tests/test_pdf.py)
+  echo "== NOT RUN (FMBOOK_SKIP_BROWSER is set): ${browser_tests[*]}"
+fi
 echo "== unit tests and chapters (nbval)"
 # Two workers, one thread each: two small-network chapters side by side fill two cores.
 recorded="$root/_build/.nbval_executed"
 rm -rf "$recorded"
-OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q --durations=15 --record-chapters "$recorded"
+OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile -q --durations=15 --record-chapters "$recorded" \
+  "${browser_tests[@]}"
 echo "== the chapters' nbval runs into the book's execution cache (any other chapter executed)"
 python "$root/scripts/execute_chapters.py" --jobs 2 --recorded "$recorded"
 # The reader notebooks are opened in JupyterLab while the book builds (the build is one process;
@@ -25,7 +34,6 @@ lab_log="$root/_build/jupyterlab-test.log"
 mkdir -p "$root/_build"
 lab_pid=""
 if [ -z "${FMBOOK_SKIP_BROWSER:-}" ]; then
-  "$root/scripts/install-chromium"
   python "$root/scripts/jupyterlab_test.py" --executed "$recorded" > "$lab_log" 2>&1 &
   lab_pid=$!
 fi
@@ -40,6 +48,8 @@ if [ -n "${FMBOOK_SKIP_BROWSER:-}" ]; then
 else
   echo "== browser test (headless Chromium)"
   "$root/scripts/browser-test"
+  echo "== the PDF of the book (Chromium prints the built pages), published with the site"
+  python "$root/scripts/build_pdf.py" --html "$root/_build/html" --out "$root/_build/html/fmbook.pdf"
   echo "== the reader notebooks in JupyterLab (headless Chromium), run during the build"
   lab_status=0
   wait "$lab_pid" || lab_status=$?
