@@ -18,11 +18,21 @@ blocked and recorded. For every page it checks that
 * every file the page asks its server for exists (no 404);
 * the lines a cell prints share one output box;
 * its footer names the version of fmbook and the commit the book was built from;
+* layout, at a 1280-pixel-wide window: no code or output block scrolls sideways (hidden code
+  cells are opened first, as a reader opens them), naming the block and its longest line;
+* every image of the content has a text alternative that says what it shows (its ``alt``, or
+  for a widget's picture its ``title``; empty, generic ("png", "image", "figure") or a file
+  name fails);
+* a chapter's title, sections, equations and figures are numbered per chapter (3., 3.1.,
+  (3.1), Fig. 3.1, in order), and no heading keeps a hand-written number ("3. 3. Flow").
 * the page asked for nothing from another host, when ``_static/SOURCE`` says that the
   offline assets came from npm (with the CDN fallback, the maths and widgets need it).
 
 A full-page screenshot of each page goes to the screenshots folder. Exit status 0 when every
-page passes; otherwise each failure is printed and the status is 1.
+page passes; otherwise each failure is printed and the status is 1. With ``--report-only`` the
+same checks run and print, followed by a count of the failures of each kind per page, and the
+status is 0: the list of what the chapters still have to fix. ``--pages`` checks only the
+pages named (paths relative to the built book, e.g. ``chapters/03_flow_matching.html``).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import os
 import re
 import socketserver
 import sys
@@ -40,7 +51,11 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_figures import CODE_WIDTH, MIN_ALT, generic_alt  # noqa: E402
+
+#: The browser: $CHROMIUM when set (scripts/install-chromium then installs nothing), else Debian's.
+CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -57,7 +72,14 @@ KNOWN_PAGE_ERRORS = {
     # sources in two passes; the second copy fails, the first one works.
     "Identifier 'THEBE_JS_URL' has already been declared",
 }
-RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\\begin\{")
+#: TeX left in a page's text: delimiters, or a command of the book's maths outside any formula (as
+#: where a line of a paragraph that starts with "+" or "-" became a list item and broke the "$...$").
+RAW_TEX = re.compile(
+    r"\\\(|\\\[|\$\$|\\begin\{"
+    r"|\\(frac|lVert|rVert|mathbb|mathcal|mathrm|varepsilon|alpha|sigma|nabla|partial|sqrt|cdot|dalpha|dsigma)(?![A-Za-z])"
+)
+#: The window in which the layout is checked (the width the code lines are formatted for).
+VIEWPORT = {"width": 1280, "height": 900}
 SKIP_PAGES = {"genindex.html", "search.html"}
 
 
@@ -201,7 +223,109 @@ EXERCISE_CELLS = """() => Array.from(document.querySelectorAll(".cell.tag_your-t
 })"""
 
 
+SIDEWAYS = r"""() => {
+  // open every hidden code cell (a reader may), then find the blocks that scroll sideways
+  for (const d of document.querySelectorAll(".cell details, details.hide, details.above-input")) d.open = true;
+  const content = [".bd-article", "article", "main"].map(s => document.querySelector(s)).find(e => e) || document.body;
+  const blocks = Array.from(content.querySelectorAll(
+      ".cell_input pre, .cell_output pre, .cell_output .output, div.highlight pre"));
+  const cells = Array.from(content.querySelectorAll(".cell"));
+  const out = [];
+  for (const b of blocks) {
+    if (b.offsetParent === null || b.getBoundingClientRect().width === 0) continue;  // not shown
+    const style = getComputedStyle(b);
+    if (b.scrollWidth <= b.clientWidth) continue;
+    if (b.tagName !== "PRE" && !["auto", "scroll"].includes(style.overflowX)) continue;
+    if (b.tagName !== "PRE" && b.querySelector("pre") && Array.from(b.querySelectorAll("pre"))
+        .some(p => p.scrollWidth > p.clientWidth)) continue;  // reported through its <pre>
+    const cell = b.closest(".cell");
+    const kind = b.closest(".cell_input") ? "code" : (b.closest(".cell_output") ? "output" : "code block");
+    const lines = (b.innerText || b.textContent || "").split("\n");
+    const longest = lines.reduce((a, l) => l.length > a.length ? l : a, "");
+    const source = cell ? (cell.querySelector(".cell_input pre") || {}).textContent || "" : "";
+    out.push({kind: kind, cell: cell ? cells.indexOf(cell) : -1, first: source.split("\n")[0].slice(0, 60),
+              scroll: b.scrollWidth, client: b.clientWidth, longest: longest, length: longest.length});
+  }
+  return out;
+}"""
+
+ALT_TEXTS = """() => {
+  const content = [".bd-article", "article", "main"].map(s => document.querySelector(s)).find(e => e) || document.body;
+  return Array.from(content.querySelectorAll("img")).map(img => ({
+    src: (img.getAttribute("src") || "").slice(0, 80),
+    alt: img.getAttribute("alt"),
+    title: img.getAttribute("title") || img.getAttribute("aria-label") || "",
+  }));
+}"""
+
+NUMBERS = r"""() => {
+  const content = [".bd-article", "article", "main"].map(s => document.querySelector(s)).find(e => e) || document.body;
+  const text = e => (e ? e.textContent : "").replace(/\u00a0/g, " ").trim();
+  const h1 = content.querySelector("h1");
+  const num = h1 ? h1.querySelector(".section-number") : null;
+  const heading = h => {
+    const n = h.querySelector(".section-number");
+    const all = text(h).replace(/#$/, "").trim();
+    return {number: text(n), rest: n ? all.slice(text(n).length).trim() : all};
+  };
+  return {
+    chapter: text(num).replace(/\.$/, ""),
+    title: h1 ? heading(h1) : null,
+    sections: Array.from(content.querySelectorAll("h2")).map(heading),
+    equations: Array.from(content.querySelectorAll(".eqno")).map(e => text(e).replace(/#$/, "").trim()),
+    figures: Array.from(content.querySelectorAll("figure .caption-number, .figure .caption-number"))
+      .map(e => text(e)),
+  };
+}"""
+
+
 # The checks ----------------------------------------------------------------------------
+
+
+def check_layout(page: Page, report: PageReport) -> None:
+    """No visible code or output block scrolls sideways at the test's window width."""
+    for b in page.evaluate(SIDEWAYS):
+        where = f"cell {b['cell']} ({b['first']!r})" if b["cell"] >= 0 else "a code block of the text"
+        report.failures.append(
+            f"layout: {b['kind']} of {where} scrolls sideways ({b['scroll']} > {b['client']} px at "
+            f"{VIEWPORT['width']} px); longest line, {b['length']} characters (at most {CODE_WIDTH}): "
+            f"{b['longest'][:100]!r}"
+        )
+
+
+def check_alt_texts(page: Page, report: PageReport) -> None:
+    """Every image of the content has a text alternative that says what it shows."""
+    for img in page.evaluate(ALT_TEXTS):
+        # the accessible name: alt; without an alt attribute (a widget's picture cannot have one),
+        # its title or aria-label. alt="" marks an image as decoration, which no figure is.
+        name = (img["alt"] if img["alt"] is not None else img["title"]).strip()
+        file = img["src"].split("/")[-1] if not img["src"].startswith("data:") else ""
+        if generic_alt(name) or len(name) < MIN_ALT or (file and name.endswith(file)):
+            report.failures.append(f"alt: image {img['src']!r} has no text alternative that says what it shows "
+                                   f"(alt={img['alt']!r})")
+
+
+def check_numbering(page: Page, report: PageReport) -> None:
+    """A numbered chapter's sections, equations and figures carry its number, in order."""
+    found = page.evaluate(NUMBERS)
+    chapter = found["chapter"]
+    if not chapter:
+        if report.path.startswith("chapters/0"):
+            report.failures.append("numbering: the chapter's title has no number (not in a numbered part of _toc.yml?)")
+        return
+    hand = re.compile(r"^\d+(\.\d+)*\.?\s")
+    for h in [found["title"], *found["sections"]]:
+        if h and hand.match(h["rest"]):
+            report.failures.append(f"numbering: heading {h['number']} {h['rest'][:50]!r} keeps a hand-written number")
+    sections = [h["number"].rstrip(".") for h in found["sections"] if h["number"]]
+    if sections != [f"{chapter}.{k}" for k in range(1, len(sections) + 1)]:
+        report.failures.append(f"numbering: sections are {sections[:6]}, not {chapter}.1, {chapter}.2, ...")
+    equations = [e.strip("()") for e in found["equations"]]
+    if equations != [f"{chapter}.{k}" for k in range(1, len(equations) + 1)]:
+        report.failures.append(f"numbering: equations are {equations[:6]}, not ({chapter}.1), ({chapter}.2), ...")
+    figures = [f.removeprefix("Fig.").strip() for f in found["figures"]]
+    if figures != [f"{chapter}.{k}" for k in range(1, len(figures) + 1)]:
+        report.failures.append(f"numbering: figures are {figures[:6]}, not Fig. {chapter}.1, Fig. {chapter}.2, ...")
 
 
 def check_page(page: Page, url: str, report: PageReport, expect_offline: bool, shots: Path) -> None:
@@ -256,6 +380,9 @@ def check_page(page: Page, url: str, report: PageReport, expect_offline: bool, s
     report.check(not cell_errors, f"cells: {len(cell_errors)} output(s) show an error: {cell_errors[:2]}")
     check_solutions(page, report)
     check_exercise_cells(page, report)
+    check_layout(page, report)
+    check_alt_texts(page, report)
+    check_numbering(page, report)
     split = page.evaluate(SPLIT_STREAMS)
     report.check(not split, f"outputs: {len(split)} printed line(s) in a box of their own: {split[:2]}")
     version = page.evaluate("() => (document.querySelector('.fmbook-version') || {}).textContent || ''")
@@ -331,7 +458,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", default="_build/html", type=Path, help="the built book")
     parser.add_argument("--screenshots", default="_build/screenshots", type=Path)
-    parser.add_argument("--chromium", default=CHROMIUM, help="the Chromium executable")
+    parser.add_argument("--chromium", default=CHROMIUM,
+                        help="the Chromium executable (default: $CHROMIUM, else /usr/bin/chromium)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print every failure and a count per page and kind, and exit 0")
+    parser.add_argument("--pages", nargs="*", default=None,
+                        help="check only these pages (paths in the built book, e.g. chapters/03_flow_matching.html)")
     args = parser.parse_args(argv)
     root = args.html.resolve()
     if not (root / "index.html").exists():
@@ -350,9 +482,17 @@ def main(argv: list[str] | None = None) -> int:
                 executable_path=args.chromium,
                 args=CHROMIUM_FLAGS,
                 headless=True,
-                viewport={"width": 1280, "height": 900},
+                viewport=VIEWPORT,
             )
-            for path in book_pages(root):
+            pages = book_pages(root)
+            if args.pages is not None:
+                wanted = {p.removeprefix("./") for p in args.pages}
+                unknown = wanted - {p.relative_to(root).as_posix() for p in pages}
+                if unknown:
+                    print(f"no such page in the book: {sorted(unknown)}", file=sys.stderr)
+                    return 2
+                pages = [p for p in pages if p.relative_to(root).as_posix() in wanted]
+            for path in pages:
                 rel = path.relative_to(root).as_posix()
                 report = PageReport(rel)
                 page = browser.new_page()
@@ -372,7 +512,24 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
     failed = [r for r in reports if r.failures]
     print(f"{len(reports) - len(failed)} of {len(reports)} pages passed; screenshots in {args.screenshots}")
+    if args.report_only:
+        print(summary(reports))
+        return 0
     return 1 if failed or not reports else 0
+
+
+def summary(reports: list[PageReport]) -> str:
+    """A table of the failures per page and kind (the word before the colon of each failure)."""
+    kinds = sorted({f.split(":", 1)[0] for r in reports for f in r.failures})
+    if not kinds:
+        return "no failure"
+    width = max(len(r.path) for r in reports)
+    lines = ["page".ljust(width) + "  " + "  ".join(kinds)]
+    for r in reports:
+        if r.failures:
+            counts = [sum(f.startswith(k + ":") for f in r.failures) for k in kinds]
+            lines.append(r.path.ljust(width) + "  " + "  ".join(str(c).rjust(len(k)) for c, k in zip(counts, kinds)))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

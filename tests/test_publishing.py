@@ -104,3 +104,17 @@ def test_the_sdist_carries_the_package_and_its_type_hints_and_leaves_the_tests_o
     # the tests need the chapters, the scripts and the book's configuration: none is shipped
     assert not [f for f in files if f.startswith(("tests/", "chapters/", "scripts/", "benchmarks/"))]
     assert "conftest.py" not in files
+
+
+def test_the_readme_tells_a_newcomer_what_the_scripts_do():
+    readme = (ROOT / "README.md").read_text()
+    torch_pin = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert f"pip install torch=={torch_pin} --index-url https://download.pytorch.org/whl/cpu" in readme
+    env = (ROOT / "scripts" / "env.sh").read_text()
+    assert "FMBOOK_CPU_TORCH" in readme and "FMBOOK_CPU_TORCH" in env and "(3, 11)" in env
+    for name in ("CHROMIUM=", "FMBOOK_SKIP_BROWSER=1", "apt-get", "source .venv/bin/activate", "fmbook.pdf"):
+        assert name in readme, name
+    assert "CHROMIUM" in (ROOT / "scripts" / "install-chromium").read_text()
+    assert "FMBOOK_SKIP_BROWSER" in (ROOT / "scripts" / "test.sh").read_text()
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert f"<{config['html']['baseurl']}>" in readme  # the published book

@@ -40,3 +40,29 @@ def test_the_workflow_tests_builds_and_publishes_main():
     assert any("deploy-pages" in step.get("uses", "") for step in flow["jobs"]["deploy"]["steps"])
     push = "\n".join(step.get("run", "") for step in flow["jobs"]["reader-branch"]["steps"])
     assert "git push --force origin reader" in push
+
+
+def _actionlint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "scripts" / "actionlint"), str(path)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_actionlint_passes_the_workflow_and_fails_a_broken_one(tmp_path):
+    done = _actionlint(WORKFLOW)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Negative control: a step output that no step defines, and an unknown runner label.
+    broken = WORKFLOW.read_text().replace("${{ steps.deployment.outputs.page_url }}",
+                                          "${{ steps.nowhere.outputs.page_url }}", 1)
+    assert broken != WORKFLOW.read_text()
+    (tmp_path / "book.yml").write_text(broken)
+    done = _actionlint(tmp_path / "book.yml")
+    assert done.returncode != 0 and "nowhere" in done.stdout, done.stdout + done.stderr
+    (tmp_path / "runner.yml").write_text(WORKFLOW.read_text().replace("ubuntu-24.04", "ubuntu-2404"))
+    done = _actionlint(tmp_path / "runner.yml")
+    assert done.returncode != 0 and 'label "ubuntu-2404" is unknown' in done.stdout
+
+
+def test_the_test_command_runs_actionlint_next_to_ruff():
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    assert "ruff check ." in script and "scripts/actionlint" in script
+    assert script.index("ruff check .") < script.index("scripts/actionlint") < script.index("pytest")
