@@ -109,6 +109,8 @@ JUMP_MISTAKES = [
     ),
     (lambda kappa, t, t_next: kappa(t_next) - kappa(t), "must divide it by 1 - kappa_t"),
     (lambda kappa, t, t_next: (t_next - t) / (1 - t), "schedule kappa_t = t"),
+    # the exercise's own example, kappa_t = t^2, written in place of the given kappa
+    (lambda kappa, t, t_next: (t_next**2 - t**2) / (1 - t**2), "example kappa_t = t^2 written out"),
 ]
 
 

@@ -201,6 +201,8 @@ def check_jump_probability(
             "has not jumped yet must divide it by 1 - kappa_t": survival(kappa(t_next) - kappa(t)),
             "this is the schedule kappa_t = t (probability h / (1 - t)): use the kappa you are "
             "given": survival(dk / (1 - t)),
+            "this is the exercise's example kappa_t = t^2 written out: use the kappa you are given, "
+            "(kappa(t_next) - kappa(t)) / (1 - kappa(t))": survival((t_next**2 - t**2) / (1 - t**2)),
         }
 
         def call(fn: Callable, kappa=kappa, t=t, t_next=t_next, ref=ref) -> Tensor:
