@@ -82,10 +82,12 @@ def test_the_verdict_is_printed_within_the_code_box(name, capsys):
 # ------------------------------------------------------------------------ typical mistakes
 
 
-def _scaled_score_drift(factor_fn):
+def _scaled_score_drift(factor_fn, power=1.0):
+    """The drift u + epsilon^power factor(t) grad log p_t."""
+
     def wrong(x, t, data, epsilon):
         u = paths.marginal_velocity(x, t, data)
-        return u + epsilon * factor_fn(t)[:, None] * paths.marginal_score(x, t, data)
+        return u + epsilon**power * factor_fn(t)[:, None] * paths.marginal_score(x, t, data)
 
     return wrong
 
@@ -96,6 +98,8 @@ DRIFT_MISTAKES = [
     (_scaled_score_drift(lambda t: torch.ones_like(t)), "factor sigma_t^2 is missing"),
     (_scaled_score_drift(lambda t: 2 * (1 - t) ** 2), "a factor 2 too many"),
     (_scaled_score_drift(lambda t: t**2), "reversed time convention"),
+    (_scaled_score_drift(lambda t: 1 - t), "sigma_t is not squared"),
+    (_scaled_score_drift(lambda t: (1 - t) * 2**0.5, power=0.5), "g_t itself"),
 ]
 
 JUMP_MISTAKES = [
@@ -105,6 +109,8 @@ JUMP_MISTAKES = [
     ),
     (lambda kappa, t, t_next: kappa(t_next) - kappa(t), "must divide it by 1 - kappa_t"),
     (lambda kappa, t, t_next: (t_next - t) / (1 - t), "schedule kappa_t = t"),
+    # the exercise's own example, kappa_t = t^2, written in place of the given kappa
+    (lambda kappa, t, t_next: (t_next**2 - t**2) / (1 - t**2), "example kappa_t = t^2 written out"),
 ]
 
 

@@ -258,3 +258,25 @@ def test_the_checkers_refuse_a_non_function():
     for checker, _ in CHECKERS.values():
         with pytest.raises(TypeError, match="fn must be a function"):
             checker("not a function", verbose=False)
+
+
+# ------------------------------------------------------------- the references are independent
+
+
+@pytest.mark.parametrize("name", ["check_euler_step", "check_midpoint_step"])
+def test_the_step_references_do_not_depend_on_fmbook_solvers(name, monkeypatch):
+    """The checkers compare with torchdiffeq's one-step solves, not with fmbook's own steps (the
+    formula the reader writes): a correct answer still passes when fmbook's steps are broken."""
+    checker, correct = CHECKERS[name]
+    for step in ("euler_step", "midpoint_step"):
+        broken = getattr(solvers, step)
+        monkeypatch.setattr(solvers, step, lambda v, x, t, h, broken=broken: broken(v, x, t, h) + 1.0)
+    assert passes(checker(correct, verbose=False))
+
+
+def test_a_halved_hutchinson_estimate_is_not_told_it_averages_over_d():
+    """In two dimensions the average over the d coordinates is half the sum: a plain factor 1/2
+    must not be reported as averaging over the coordinates."""
+    result = ex.check_hutchinson_divergence(_hutchinson_scaled(lambda x: 0.5), verbose=False)
+    assert not passes(result)
+    assert all("averages over the d coordinates" not in c.hint for c in result.failures)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import ot
 import torch
+import torchdiffeq
 from torch import Tensor
 
 from .. import losses, paths, solvers
@@ -160,17 +161,25 @@ def _test_velocity(x: Tensor, t: Tensor | float) -> Tensor:
     return -(1 + t) * x + torch.cos(3 * t) * torch.sin(x.flip(-1))
 
 
+def _library_step(method: str, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+    """One step of torchdiffeq's fixed-grid ``method`` (``"euler"`` or ``"midpoint"``) on the grid
+    ``[t, t + h]`` for the test field: an implementation independent of :mod:`fmbook.solvers`."""
+    grid = torch.stack([t, t + h]).to(x)
+    return torchdiffeq.odeint(lambda s, y: _test_velocity(y, s), x, grid, method=method)[-1]
+
+
 def _check_step(
-    name: str, reference: solvers.Step, fn: Callable, seed: int, verbose: bool, time_limit: float | None
+    name: str, method: str, fn: Callable, seed: int, verbose: bool, time_limit: float | None
 ) -> CheckResult:
     g = generator(seed)
+    reference = {"euler": solvers.euler_step, "midpoint": solvers.midpoint_step}[method]
     wrong_time = lambda v, x, t, h: reference(lambda y, s: v(y, s + h), x, t, h)
     cases = []
     for (b, d), h in zip(SHAPES, (0.1, 0.25, -0.2, 0.05)):
         x = torch.randn(b, d, generator=g)
         t = torch.tensor(0.2 + 0.5 * float(torch.rand(1, generator=g)))
         h = torch.tensor(h)
-        ref = reference(_test_velocity, x, t, h)
+        ref = _library_step(method, x, t, h)
         mistakes = {
             "the step size h is missing (x + velocity instead of x + h * velocity)": reference(
                 _test_velocity, x, t, torch.tensor(1.0)
@@ -182,7 +191,7 @@ def _check_step(
                 _test_velocity, x, t, h
             ),
         }
-        if reference is solvers.midpoint_step:
+        if method == "midpoint":
             mistakes["this is an Euler step; the midpoint step evaluates u at (x + h/2 u_t(x), t + h/2)"] = (
                 solvers.euler_step(_test_velocity, x, t, h)
             )
@@ -205,9 +214,10 @@ def check_euler_step(
 
     ``velocity(x, t)`` is a nonlinear, time-dependent field; ``x`` ``(B, d)``; ``t`` and ``h``
     are 0-dim tensors (``h`` may be negative: a step backwards in time). Returns ``(B, d)``.
-    Reference: :func:`fmbook.solvers.euler_step`.
+    Reference: one step of torchdiffeq's fixed-grid ``"euler"`` method on the grid ``[t, t + h]``
+    (an implementation independent of :mod:`fmbook.solvers`).
     """
-    return _check_step("check_euler_step", solvers.euler_step, fn, seed, verbose, time_limit)
+    return _check_step("check_euler_step", "euler", fn, seed, verbose, time_limit)
 
 
 def check_midpoint_step(
@@ -216,9 +226,10 @@ def check_midpoint_step(
     r"""Check one explicit midpoint step ``fn(velocity, x, t, h)``:
     :math:`x + h\,u_{t + h/2}\big(x + \tfrac h2 u_t(x)\big)`.
 
-    Arguments as in :func:`check_euler_step`. Reference: :func:`fmbook.solvers.midpoint_step`.
+    Arguments as in :func:`check_euler_step`. Reference: one step of torchdiffeq's fixed-grid
+    ``"midpoint"`` method on the grid ``[t, t + h]`` (independent of :mod:`fmbook.solvers`).
     """
-    return _check_step("check_midpoint_step", solvers.midpoint_step, fn, seed, verbose, time_limit)
+    return _check_step("check_midpoint_step", "midpoint", fn, seed, verbose, time_limit)
 
 
 # --------------------------------------------------------------------------- losses

@@ -88,9 +88,11 @@ def check_diffusion_drift(
     :math:`\partial_t p_t + \nabla\cdot(p_t b_t) - \tfrac{g_t^2}{2}\Delta p_t` must vanish at every
     ``x``; :math:`\partial_t p_t` and :math:`\Delta p_t` come from autograd on the exact density
     (:func:`fmbook.paths.marginal_log_density`), :math:`\nabla\cdot(p_t b_t)` from central
-    differences of the reader's drift. A drift that passes in one dimension is the right one
-    (there :math:`\partial_x(p_t w) = 0` forces :math:`w = 0`); in two it may differ by a field that
-    moves no mass. The typical mistakes are recognised from the drift's values.
+    differences of the reader's drift, at the few points of each case. Any drift with the
+    marginals :math:`p_t` passes: in two dimensions it may differ from the one above by a field
+    :math:`w` with :math:`\nabla\cdot(p_t w) = 0` (in one, :math:`p_t w` would have to be constant
+    in :math:`x`, hence zero if it vanishes at infinity). The typical mistakes are recognised from
+    the drift's values.
     """
     g = generator(seed)
     cases = []
@@ -110,6 +112,10 @@ def check_diffusion_drift(
             "a factor 2 too many: g_t^2 / 2 = epsilon sigma_t^2, not 2 epsilon sigma_t^2": u + 2 * eps * sigma2 * score,
             "sigma_t = t is the reversed time convention: t = 0 is noise, sigma_t = 1 - t": u
             + eps * (t**2)[:, None] * score,
+            "sigma_t is not squared: g_t^2 / 2 = epsilon sigma_t^2 with g_t = sqrt(2 epsilon) sigma_t": u
+            + eps * (1 - t)[:, None] * score,
+            "this uses g_t itself; the score term is g_t^2 / 2 grad log p_t = epsilon sigma_t^2 grad log p_t":
+            u + math.sqrt(2 * eps) * (1 - t)[:, None] * score,
         }
         dp_dt, laplacian = _density_terms(x, t, data)
         scale = float(torch.maximum(dp_dt.abs(), (eps * sigma2[:, 0] * laplacian).abs()).max())
@@ -195,6 +201,8 @@ def check_jump_probability(
             "has not jumped yet must divide it by 1 - kappa_t": survival(kappa(t_next) - kappa(t)),
             "this is the schedule kappa_t = t (probability h / (1 - t)): use the kappa you are "
             "given": survival(dk / (1 - t)),
+            "this is the exercise's example kappa_t = t^2 written out: use the kappa you are given, "
+            "(kappa(t_next) - kappa(t)) / (1 - kappa(t))": survival((t_next**2 - t**2) / (1 - t**2)),
         }
 
         def call(fn: Callable, kappa=kappa, t=t, t_next=t_next, ref=ref) -> Tensor:
