@@ -137,7 +137,7 @@ def check_velocity_network(
 
     def shape_case(b: int) -> Case:
         x, t = torch.randn(b, 2, generator=g), torch.rand(b, generator=g)
-        desc = f"a batch of {b} point(s): model(x, t) with x {tuple(x.shape)}, t {tuple(t.shape)} gives ({b}, 2)"
+        desc = f"a batch of {b}: x ({b}, 2) and t ({b},) give ({b}, 2)"
 
         def call(fn: Callable) -> Tensor:
             out = _build(fn, seed)(x, t)
@@ -178,7 +178,7 @@ def check_velocity_network(
     cases.append(Case(desc_t, {"x": x, "t_early": early, "t_late": late}, depends_on_t, None, compare=judge_t))
 
     xr, tr = torch.randn(6, 2, generator=g), torch.rand(6, generator=g)
-    desc_rows = "6 points at 6 different times: each row uses its own t (batch = row by row)"
+    desc_rows = "6 points at 6 times: each row uses its own x and t"
 
     def rows(fn: Callable) -> Tensor:
         model = _build(fn, seed)
@@ -199,12 +199,12 @@ def check_velocity_network(
 
     xe = torch.cat([5 * torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)])
     te = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.5, 1.0])
-    desc_ends = "t = 0 and t = 1 exactly, points far from the data: finite velocities"
+    desc_ends = "t = 0 and t = 1, points far out: finite velocities"
     cases.append(Case(desc_ends, {"x": xe, "t": te}, lambda fn: _velocity_of(_build(fn, seed), xe, te), None,
                       compare=lambda out: (True, "")))
 
     xg, tg = torch.randn(16, 2, generator=g), torch.rand(16, generator=g)
-    desc_grad = "gradients: finite and not all zero for the parameters, defined for x; 100 to 10^6 parameters"
+    desc_grad = "gradients in x and the parameters; 100 to 10^6 parameters"
 
     def grads(fn: Callable) -> tuple[int, float, float]:
         model = _build(fn, seed)
@@ -343,8 +343,7 @@ def check_training_loop(
         "the loss sums over the batch: the book averages over it": (mean * batch, sd * batch),
     }
     tolerance = 5 * sd / math.sqrt(k * batch)
-    desc_loss = (f"lr = 0, {k} steps of {batch} on the field 3 t x + (1, -0.5): the reported losses average "
-                 f"to its CFM loss {mean:.3f}")
+    desc_loss = f"lr = 0, {k} x {batch} on 3 t x + c: mean loss = CFM loss {mean:.2f}"
 
     def losses_at_lr0(train: Callable) -> Tensor:
         model = _ProbeField()
@@ -374,8 +373,7 @@ def check_training_loop(
 
     # ---- case 2: the quality bar after a short training run
     bar, lr, train_batch = 2.5, 1e-3, 512
-    desc_bar = (f"{steps} steps of {train_batch} at lr = {lr:g} on a seeded MLP (64 x 3): sliced W2 of 2000 "
-                f"samples (10 midpoint steps) below {bar} x the noise floor")
+    desc_bar = f"{steps} steps, MLP 64 x 3: sliced W2 < {bar} x noise floor"
     floor_ref = metrics.FloorReference(data.sample_moons, 2000, repeats=10, seed=seed + 1000)
 
     def trained(train: Callable) -> tuple[metrics.FloorRatio, nn.Module]:
@@ -410,7 +408,7 @@ def check_training_loop(
             case.received = str(case.received[0])
     if result.passed and verbose:
         print(result.report())
-        print(f"  {result.cases[-1].received}")
+        print(f"  sliced W2 after training: {result.cases[-1].received}")
         return result
     return _finish(result, hints, verbose)
 
@@ -509,7 +507,7 @@ def check_euler_sampler(
             "this is n + 1 steps of size 1/n (the loop runs once too often)": _steps(
                 x0, torch.arange(n + 1) / n, 1.0 / n),
         }
-        desc = f"{b} point(s) in {d}-D, {n} step(s): the end point and {n} velocity evaluation(s)"
+        desc = f"{b} point(s) in {d}-D, {n} step(s): end point, {n} evaluation(s)"
 
         def call(sampler: Callable, x0=x0, n=n, ref=ref, desc=desc) -> Tensor:
             counter = _Counter(_test_velocity)
@@ -557,8 +555,7 @@ def check_adaptive_nfe(
         x0 = torch.randn(b, d, generator=g)
         accurate = solvers.solve_adaptive(_test_velocity, x0.double(), rtol=1e-9, atol=1e-9).x.float()
         fmbook_nfe = solvers.solve_adaptive(_test_velocity, x0, rtol=tol, atol=tol).nfe
-        desc = (f"{b} point(s) in {d}-D at rtol = atol = {tol:g}: reported NFE = calls, end point within "
-                f"50 x tolerance (fmbook.solvers.solve_adaptive: {fmbook_nfe} NFE)")
+        desc = f"{b} points in {d}-D, tol {tol:g}: nfe = calls (fmbook: {fmbook_nfe})"
 
         def call(solve: Callable, x0=x0, tol=tol, accurate=accurate, desc=desc, k=k) -> Tensor:
             counter = _Counter(_test_velocity)
@@ -656,7 +653,7 @@ def check_conditional_continuity(
             "this is x1 - x0 with x0 drawn afresh, not the velocity at x": lambda x, x1, t: x1 - x / (1 - t[:, None]),
         }
         mistakes = {text: _continuity_residual(w, x, x1, t, "w") for text, w in wrong.items()}
-        desc = f"{b} point(s) in {d}-D: relative residual of the continuity equation"
+        desc = f"{b} point(s) in {d}-D: residual of the continuity equation"
 
         def call(field: Callable, x=x, x1=x1, t=t) -> Tensor:
             return _continuity_residual(field, x, x1, t, "fn(x, x1, t)")
