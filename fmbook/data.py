@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import make_moons
 from torch import Tensor
 
 from ._validation import check_batch, check_positive_float, check_positive_int, check_tensor, check_unit_interval
@@ -84,6 +83,8 @@ def canonical_moons_sklearn(n: int, seed: int = 0, noise: float = 0.05) -> Tenso
     definition of the canonical moons (points evenly spaced along the arcs), float32 ``(n, 2)``."""
     check_positive_int(n, "n")
     check_positive_float(noise, "noise", allow_zero=True)
+    from sklearn.datasets import make_moons  # scikit-learn only for this reference and the digits
+
     x, _ = make_moons(n_samples=n, noise=noise, random_state=_resolve_seed(seed))
     return torch.as_tensor(2.0 * (x - np.array([0.5, 0.25])), dtype=torch.float32)
 

@@ -8,6 +8,8 @@ r"""Distances between two sets of samples, and their noise floors.
 * :func:`flow_w2_bound`: how far from the data a flow can land, given its flow-matching loss.
 * :func:`mmd_rbf`: the maximum mean discrepancy with a Gaussian (RBF) kernel.
 * :func:`moment_zscores`: a sample mean and covariance against claimed ones, in standard errors.
+* :func:`moon_curve_distance` and :func:`moon_curve_rms`: how far samples lie from the noiseless
+  curves of the two moons, a measure of their thickness that the distances above cannot see.
 * :func:`noise_floor`: a metric between two independent draws of the same data set, i.e.
   the value a perfect model would get with the same number of samples.
 * :func:`ratio_to_floor` and :class:`FloorReference`: a generator's distance to the data in
@@ -194,6 +196,62 @@ def moment_zscores(samples: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, 
     products = centred[:, :, None] * centred[:, None, :]
     z_cov = (products.mean(0) - cov.to(x)) / (products.std(0) / math.sqrt(n))
     return z_mean, z_cov
+
+
+# The two noiseless moons of :func:`fmbook.data.sample_moons`: half circles of radius 2, the upper
+# one centred at (-1, -0.5) (the points with y >= -0.5), the lower one at (1, 0.5) (y <= 0.5).
+MOON_RADIUS = 2.0
+MOON_CENTRES = ((-1.0, -0.5), (1.0, 0.5))
+
+
+def _arc_distance(x: Tensor, centre: tuple[float, float], side: float) -> Tensor:
+    r"""Distance from points ``x`` ``(B, 2)`` to the half circle of radius :data:`MOON_RADIUS` about
+    ``centre`` on the side ``side * (y - c_y) >= 0`` of its diameter: :math:`\lvert\lVert x - c\rVert - R\rvert`
+    where the radial projection lands on the arc, else the distance to the nearer endpoint
+    :math:`c \pm (R, 0)` (along the arc the distance grows away from the projection, so an endpoint is nearest)."""
+    rel = x - x.new_tensor(centre)
+    radial = (rel.norm(dim=1) - MOON_RADIUS).abs()
+    ends = torch.stack(
+        [(rel - rel.new_tensor([MOON_RADIUS, 0.0])).norm(dim=1), (rel + rel.new_tensor([MOON_RADIUS, 0.0])).norm(dim=1)]
+    ).amin(dim=0)
+    return torch.where(side * rel[:, 1] >= 0, radial, ends)
+
+
+def moon_curve_distance(samples: Tensor) -> Tensor:
+    r"""The Euclidean distance of each sample to the nearer noiseless moon curve.
+
+    The moons of :func:`fmbook.data.sample_moons` are the half circles
+    :math:`\{(-1, -\tfrac12) + 2(\cos a, \sin a)\}` and :math:`\{(1, \tfrac12) - 2(\cos a, \sin a)\}`,
+    :math:`a \in [0, \pi]`, blurred by Gaussian noise of standard deviation 0.1 (0.05 before the
+    scaling by 2). For each point the exact distance to each arc, endpoints included, is computed
+    (:math:`\lvert\lVert x - c\rVert - 2\rvert` where the radial projection lands on the arc, the distance
+    to the nearer endpoint otherwise), and the smaller of the two is returned.
+
+    Args:
+        samples: ``(B, 2)``, finite, any floating dtype and device.
+
+    Returns:
+        ``(B,)`` float64 on the CPU.
+    """
+    x = check_points(samples, "samples", dim=2).detach().to("cpu", torch.float64)
+    upper = _arc_distance(x, MOON_CENTRES[0], 1.0)
+    lower = _arc_distance(x, MOON_CENTRES[1], -1.0)
+    return torch.minimum(upper, lower)
+
+
+def moon_curve_rms(samples: Tensor) -> float:
+    r"""The root-mean-square distance of ``samples`` ``(B, 2)`` to the nearer noiseless moon curve,
+
+    .. math:: \mathrm{RMS} = \Big(\frac1B \sum_i d(x_i, \mathcal C)^2\Big)^{1/2},
+
+    with :math:`d(x, \mathcal C)` from :func:`moon_curve_distance`. It measures the thickness of the
+    moons: the data's own value is about 0.100 (the noise's standard deviation; 0.0014 between draws of
+    2000 points), and samples blurred :math:`\sqrt 2` times thicker give about 0.141, a difference
+    that the sliced and exact W2 of 2000 points do not resolve. It does not see how the mass is
+    spread along the curves (a model that puts every sample at one point of an arc scores 0):
+    use it beside a W2, never alone. Returns a Python float.
+    """
+    return float(moon_curve_distance(samples).square().mean().sqrt())
 
 
 def _check_seed(seed: object, name: str = "seed") -> int:

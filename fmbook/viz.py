@@ -6,6 +6,7 @@ on, so that chapters can compose panels. Inputs are batch-first tensors on any d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -37,9 +38,77 @@ if TYPE_CHECKING:
 Box = tuple[float, float, float, float]
 #: The default drawing box (x_min, x_max, y_min, y_max) for the planar data sets.
 DEFAULT_BOX: Box = (-3.5, 3.5, -3.5, 3.5)
-SOURCE_COLOR = "#4c72b0"
-DATA_COLOR = "#dd8452"
-MODEL_COLOR = "#55a868"
+
+# --------------------------------------------------------------------------- the book's figure style
+
+#: The colours of the book, by role: every figure draws the source (noise, t = 0) in ``source``,
+#: data samples (t = 1) in ``data``, a trained model's samples in ``model``, paths between them
+#: in ``trajectory``, and an exact or reference curve in ``reference``.
+PALETTE: dict[str, str] = {
+    "source": "#4c72b0",  # blue
+    "data": "#dd8452",  # orange
+    "model": "#55a868",  # green
+    "trajectory": "#7f7f7f",  # grey
+    "reference": "#222222",  # near black
+}
+SOURCE_COLOR = PALETTE["source"]
+DATA_COLOR = PALETTE["data"]
+MODEL_COLOR = PALETTE["model"]
+TRAJECTORY_COLOR = PALETTE["trajectory"]
+REFERENCE_COLOR = PALETTE["reference"]
+#: Colours for several curves of one plot (schedulers, solvers, seeds), in this order: it is
+#: matplotlib's colour cycle under :func:`use_book_style`, so ``ax.plot`` picks them in turn.
+#: It starts with the source, data and model colours and tells its first colours apart for
+#: the common colour-vision deficiencies (seaborn's "deep" palette).
+SEQUENCE: tuple[str, ...] = (
+    "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd",
+)
+#: The width in inches of a figure that spans the book's content column (at the figure dpi
+#: of :data:`BOOK_STYLE`, 100, that is 700 pixels, which the column shows unscaled at 1280 px).
+FULL_WIDTH = 7.0
+#: The matplotlib settings of every figure of the book (:func:`use_book_style` applies them).
+BOOK_STYLE: dict[str, object] = {
+    "figure.figsize": (6.0, 3.6),
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "font.family": "DejaVu Sans",
+    "font.size": 10.0,
+    "axes.titlesize": 11.0,
+    "axes.labelsize": 10.0,
+    "xtick.labelsize": 9.0,
+    "ytick.labelsize": 9.0,
+    "legend.fontsize": 9.0,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#b0b0b0",
+    "grid.linewidth": 0.5,
+    "grid.alpha": 0.5,
+    "axes.axisbelow": True,
+    "lines.linewidth": 1.6,
+    "image.cmap": "viridis",
+    "image.interpolation": "nearest",
+}
+
+
+def use_book_style() -> None:
+    """Set matplotlib's ``rcParams`` to the book's figure style (:data:`BOOK_STYLE`).
+
+    Sizes that fit the content column (6 x 3.6 inches by default, at most :data:`FULL_WIDTH`),
+    10-point fonts, a light grid under the data, no top and right spines, and the colour
+    cycle :data:`SEQUENCE`. Importing ``fmbook.viz`` applies it; call it again after anything
+    that resets matplotlib's settings (``plt.rcdefaults()``, a style sheet).
+    """
+    from cycler import cycler
+
+    plt.rcParams.update(BOOK_STYLE)
+    plt.rcParams["axes.prop_cycle"] = cycler(color=list(SEQUENCE))
+
+
+use_book_style()
 
 
 def _np(x: Tensor) -> np.ndarray:
@@ -60,6 +129,9 @@ def _finish(ax: Axes, box: Box | None, title: str | None) -> None:
         ax.set_xlim(box[0], box[1])
         ax.set_ylim(box[2], box[3])
     ax.set_aspect("equal")
+    ax.grid(False)  # a point cloud in a box: framed on four sides, no grid behind it
+    for side in ax.spines.values():
+        side.set_visible(True)
     if title:
         ax.set_title(title)
 
@@ -93,7 +165,8 @@ def plot_trajectories(
     title: str | None = None,
     box: Box | None = DEFAULT_BOX,
 ) -> Axes:
-    """Paths of ``n`` points from a trajectory ``(B, T + 1, 2)``: start in blue, end in orange."""
+    """Paths of ``n`` points from a trajectory ``(B, T + 1, 2)``: the paths in the trajectory colour,
+    their starts in the source colour and their ends in the data colour (:data:`PALETTE`)."""
     trajectory = check_tensor(trajectory, "trajectory")
     if trajectory.ndim != 3 or trajectory.shape[2] != 2 or trajectory.shape[0] == 0 or trajectory.shape[1] == 0:
         raise ValueError(
@@ -104,7 +177,7 @@ def plot_trajectories(
     ax = _axes(ax)
     p = _np(trajectory[:n])
     for path in p:
-        ax.plot(path[:, 0], path[:, 1], color="0.4", alpha=0.35, linewidth=0.7)
+        ax.plot(path[:, 0], path[:, 1], color=TRAJECTORY_COLOR, alpha=0.35, linewidth=0.7)
     ax.scatter(p[:, 0, 0], p[:, 0, 1], s=4, color=SOURCE_COLOR, zorder=3, label="start (t = 0)")
     ax.scatter(p[:, -1, 0], p[:, -1, 1], s=4, color=DATA_COLOR, zorder=3, label="end (t = 1)")
     _finish(ax, box, title)
@@ -118,7 +191,7 @@ def plot_velocity_field(
     box: Box = DEFAULT_BOX,
     grid: int = 21,
     title: str | None = None,
-    color: str = "0.2",
+    color: str = REFERENCE_COLOR,
 ) -> Axes:
     """Quiver plot of ``velocity(x, t)`` at one time ``t`` on a ``grid x grid`` lattice."""
     check_callable(velocity, "velocity", "velocity(x, t)")
@@ -173,6 +246,7 @@ def plot_path_histograms(
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_aspect("equal")
+            ax.grid(False)
             if r == 0:
                 ax.set_title(f"t = {t:g}")
             if c == 0:
@@ -216,8 +290,12 @@ def plot_image_grid(
     ax: Axes | None = None,
     pixel: float = 0.06,
     value_range: tuple[float, float] = (-1.0, 1.0),
+    gap: int = 1,
 ) -> Axes:
     """Small grey-scale images (digits) as one grid: square pixels, a gap between images, labels.
+
+    The images are tiled by :func:`image_grid_array` and drawn with ``aspect="equal"``, so an
+    8 x 8 digit is drawn square whatever the figure's shape; the gaps are drawn white.
 
     Args:
         images: ``(rows * cols, 1, h, w)`` in ``value_range``, placed row by row.
@@ -227,37 +305,50 @@ def plot_image_grid(
         title: the title above the grid.
         ax: the axes to draw on; a new figure sized so that each pixel is ``pixel`` inches square
             when None.
+        pixel: the side of one pixel in inches, for a new figure.
         value_range: the values drawn white and black.
+        gap: the pixels of white between neighbouring images (>= 0).
 
     Returns:
         The axes.
     """
-    grid = image_grid_array(images, rows)
+    check_positive_int(gap, "gap", minimum=0)
+    grid = image_grid_array(images, rows, gap=gap)
     cols = images.shape[0] // rows
     h, w = images.shape[2:]
     for labels, count, name in ((row_labels, rows, "row_labels"), (col_labels, cols, "col_labels")):
-        if labels is not None and len(labels) != count:
-            raise ValueError(f"{name} must have {count} entries, got {len(labels)}")
+        if labels is not None and (isinstance(labels, str) or len(labels) != count):
+            raise ValueError(f"{name} must be a sequence of {count} labels, got {labels!r}")
     check_positive_float(pixel, "pixel")
+    if (
+        not isinstance(value_range, (tuple, list))
+        or len(value_range) != 2
+        or not float(value_range[0]) < float(value_range[1])
+    ):
+        raise ValueError(f"value_range must be a pair (low, high) with low < high, got {value_range!r}")
     if ax is None:
-        ax = plt.subplots(figsize=(grid.shape[1] * pixel + 0.6, grid.shape[0] * pixel + 0.4))[1]
+        left = 0.8 if row_labels is not None else 0.1
+        top = (0.3 if col_labels is not None else 0.0) + (0.3 if title else 0.0) + 0.1
+        fig = plt.figure(figsize=(grid.shape[1] * pixel + left + 0.1, grid.shape[0] * pixel + top + 0.1))
+        width, height = fig.get_size_inches()
+        ax = fig.add_axes((left / width, 0.1 / height, grid.shape[1] * pixel / width, grid.shape[0] * pixel / height))
     ax = _axes(ax)
-    cmap = plt.get_cmap("gray_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="white")
     ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=value_range[0], vmax=value_range[1],
               interpolation="nearest", aspect="equal")
-    ax.set_xticks([c * (w + 1) + (w - 1) / 2 for c in range(cols)] if col_labels is not None else [])
-    ax.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(rows)] if row_labels is not None else [])
+    ax.grid(False)
+    ax.set_xticks([c * (w + gap) + (w - 1) / 2 for c in range(cols)] if col_labels is not None else [])
+    ax.set_yticks([r * (h + gap) + (h - 1) / 2 for r in range(rows)] if row_labels is not None else [])
     if col_labels is not None:
-        ax.set_xticklabels(col_labels)
+        ax.set_xticklabels(list(col_labels))
         ax.xaxis.tick_top()
     if row_labels is not None:
-        ax.set_yticklabels(row_labels)
+        ax.set_yticklabels(list(row_labels))
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
     if title:
-        ax.set_title(title, pad=14 if col_labels is not None else 6)
+        ax.set_title(title, pad=18 if col_labels is not None else 6)
     return ax
 
 
@@ -312,6 +403,7 @@ def animate_flow(
     title: str = "",
     size: float = 4.0,
     dpi: int = 72,
+    alt: str = "",
 ) -> HTML:
     """An animation of points carried by a flow, from noise (t = 0) to data (t = 1).
 
@@ -329,6 +421,8 @@ def animate_flow(
         box: the drawing box (x_min, x_max, y_min, y_max), or None to fit the points.
         title: a title shown before the time of each frame.
         size, dpi: the figure's side in inches and its resolution (they set the HTML's size).
+        alt: the text alternative of the animation's picture, what it shows (e.g. "Gaussian
+            noise flowing onto the two moons"); the book requires one (the browser test).
 
     Returns:
         ``IPython.display.HTML`` holding the animation (its ``.data`` is the HTML text).
@@ -345,6 +439,7 @@ def animate_flow(
     box = None if box is None else check_box(box)
     if not isinstance(title, str):
         raise TypeError(f"title must be a str, got {type(title).__name__}")
+    _check_alt(alt)
     t_values = _check_times(times, trajectory.shape[1])
     if data is not None:
         data = check_points(data, "data", dim=2)
@@ -377,7 +472,22 @@ def animate_flow(
         html = animation.to_jshtml(default_mode="once")
     finally:
         plt.close(fig)
-    return HTML(_offline_player(html))
+    return HTML(_with_alt(_offline_player(html), alt))
+
+
+def _check_alt(alt: object, name: str = "alt") -> str:
+    if not isinstance(alt, str):
+        raise TypeError(f"{name} must be a str (what the figure shows), got {type(alt).__name__}")
+    return alt
+
+
+def _with_alt(html: str, alt: str) -> str:
+    """The player's picture ``<img id="_anim_img...">`` with the text alternative ``alt``."""
+    import html as html_lib
+
+    if not alt:
+        return html
+    return re.sub(r'<img (id="_anim_img)', lambda m: f'<img alt="{html_lib.escape(alt)}" {m.group(1)}', html, count=1)
 
 
 #: Text symbols for the icons of matplotlib's JavaScript player (Font Awesome 4 class -> symbol).
@@ -397,8 +507,6 @@ _PLAYER_ICONS = {
 def _offline_player(html: str) -> str:
     """matplotlib's player loads its button icons from a CDN stylesheet (Font Awesome); drop the
     stylesheet and draw the buttons with text symbols, so that the animation needs no network."""
-    import re
-
     html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">\s*', "", html)
     for icon, symbol in _PLAYER_ICONS.items():
         html = html.replace(f'<i class="{icon}"></i>', symbol)
@@ -426,6 +534,7 @@ def slider_figure(
     control: str = "slider",
     size: tuple[float, float] = (4.0, 4.0),
     dpi: int = 72,
+    alt: str | Callable[[object], str] = "",
 ) -> ipywidgets.VBox:
     """An interactive figure: a control picks one of ``values`` and shows its pre-drawn panel.
 
@@ -442,6 +551,10 @@ def slider_figure(
         control: ``"slider"`` (a selection slider) or ``"buttons"`` (toggle buttons,
             for a handful of named choices such as solvers or schedulers).
         size, dpi: the size of each panel in inches, and its resolution.
+        alt: what the panels show, as one text or as ``alt(value)`` per panel (e.g.
+            ``lambda t: f"samples of p_t at t = {t:.2f}"``). A widget's picture has no ``alt``
+            attribute; the text becomes its ``tooltip`` (the ``title`` attribute), which is the
+            picture's accessible name when it has no ``alt`` (the browser test checks it).
 
     Returns:
         An ``ipywidgets.VBox``: the control(s) above the ``Stack`` of ``Image`` panels.
@@ -461,28 +574,38 @@ def slider_figure(
     labels = [fmt(v) for v in values]
     if len(set(labels)) != len(labels):
         raise ValueError(f"fmt must give each value a different label, got {labels}")
+    alts = [alt(v) for v in values] if callable(alt) else [_check_alt(alt)] * len(values)
+    for text in alts:
+        _check_alt(text, "alt(value)")
     pngs = [_render_png(draw, v, size, dpi) for v in values]
     if control == "buttons":
         chooser = widgets.ToggleButtons(options=labels, description=label)
     else:
         chooser = widgets.SelectionSlider(options=labels, description=label, continuous_update=True)
     if hasattr(widgets, "Stack"):  # ipywidgets >= 8: all panels in the page, switched in the browser
-        stack = widgets.Stack([widgets.Image(value=png, format="png") for png in pngs], selected_index=0)
+        stack = widgets.Stack([widgets.Image(value=png, format="png", tooltip=text or None)
+                               for png, text in zip(pngs, alts)], selected_index=0)
         widgets.jslink((chooser, "index"), (stack, "selected_index"))
         return widgets.VBox([chooser, stack])
-    return _kernel_switched_image(widgets, chooser, pngs)
+    return _kernel_switched_image(widgets, chooser, pngs, alts)
 
 
-def _kernel_switched_image(widgets: ModuleType, chooser: ipywidgets.Widget, pngs: list[bytes]) -> ipywidgets.VBox:
+def _kernel_switched_image(
+    widgets: ModuleType, chooser: ipywidgets.Widget, pngs: list[bytes], alts: list[str]
+) -> ipywidgets.VBox:
     """The fallback of :func:`slider_figure` for ipywidgets 7 (no ``Stack``; e.g. an older Colab).
 
     One ``Image`` whose PNG the kernel swaps when the control moves: it needs a running kernel,
     which is where ipywidgets 7 is met (the static book is built with ipywidgets 8).
     """
     image = widgets.Image(value=pngs[0], format="png")
+    if alts[0] and "description_tooltip" in image.keys:  # ipywidgets 7's name of the tooltip
+        image.description_tooltip = alts[0]
 
     def show(change: dict) -> None:
         image.value = pngs[change["new"]]
+        if alts[change["new"]] and "description_tooltip" in image.keys:
+            image.description_tooltip = alts[change["new"]]
 
     chooser.observe(show, names="index")
     return widgets.VBox([chooser, image])
@@ -496,6 +619,7 @@ def path_slider(
     max_frames: int = 11,
     color: str = SOURCE_COLOR,
     size: float = 3.5,
+    alt: str = "samples of the probability path p_t",
 ) -> ipywidgets.VBox:
     """A time slider over samples of a probability path: drag it to see p_t change with t.
 
@@ -507,6 +631,8 @@ def path_slider(
         max_frames: at most this many panels (>= 2), evenly spread, first and last included.
         color: the colour of the samples.
         size: the side of each panel in inches.
+        alt: what the panels show; each panel's text alternative is it followed by its time,
+            e.g. "samples of the probability path p_t at t = 0.50".
 
     Returns:
         The ``ipywidgets.VBox`` of :func:`slider_figure` (it works in the static book too).
@@ -535,4 +661,6 @@ def path_slider(
     digits = 2  # enough decimals to tell the chosen times apart
     while digits < 8 and len({f"{t_values[i]:.{digits}f}" for i in chosen}) < len(chosen):
         digits += 1
-    return slider_figure(draw, chosen, label="t", fmt=lambda i: f"{t_values[i]:.{digits}f}", size=(size, size))
+    _check_alt(alt)
+    return slider_figure(draw, chosen, label="t", fmt=lambda i: f"{t_values[i]:.{digits}f}", size=(size, size),
+                         alt=lambda i: f"{alt} at t = {t_values[i]:.{digits}f}" if alt else "")

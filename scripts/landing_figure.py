@@ -39,7 +39,7 @@ def flow_snapshots(n_particles: int = 1500, n_data: int = 600, steps: int = 60) 
 
 def draw(out: Path) -> Path:
     moons, snapshots = flow_snapshots()
-    fig, axes = plt.subplots(1, len(TIMES), figsize=(2.1 * len(TIMES), 2.3))
+    fig, axes = plt.subplots(1, len(TIMES), figsize=(viz.FULL_WIDTH, 1.75))  # the content column's width
     for ax, t, x in zip(axes, TIMES, snapshots):
         viz.plot_samples(moons, ax=ax, color=viz.DATA_COLOR, alpha=0.25, size=2.0)
         viz.plot_samples(x, ax=ax, color=viz.SOURCE_COLOR if t < 1 else viz.MODEL_COLOR, alpha=0.6, size=1.5,

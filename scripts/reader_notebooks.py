@@ -11,9 +11,16 @@ renders none of them. This script turns each chapter into plain Jupyter markdown
   becomes a heading; its solution becomes a collapsed ``<details>`` block, and the solution's
   code cells are collapsed too (``jupyter.source_hidden``, and a Colab form title);
 - citations become "(Author et al., year)" linked to the published bibliography; references to
-  equations become their numbers, linked, and labelled equations carry ``\\tag{n}``; references
-  to theorems, exercises and sections become links to the published book; ``{doc}`` links
-  point at the other reader notebooks;
+  equations become their numbers, linked, and labelled equations carry ``\\tag{c.n}``, numbered
+  per chapter as the book numbers them (equation n of chapter c); references to theorems,
+  exercises and sections become links to the published book; ``{doc}`` links point at the
+  other reader notebooks;
+- a figure drawn by a code cell (cell metadata ``mystnb.figure``: ``caption`` and ``name``;
+  ``mystnb.image.alt``) is followed by a markdown cell with its number and caption in italics,
+  "*Figure 3.2: ...*", so that a notebook reader sees the caption that the book prints under
+  the figure; ``{numref}`` to a figure becomes "Fig. 3.2", linked;
+- the chapter's title and its sections carry the book's numbers ("3. ...", "3.1. ..."), in
+  place of any number written by hand;
 - the install cell installs fmbook at the commit the notebooks were written from.
 
 Code cells are otherwise unchanged. An unknown directive or role is an error, so that a new
@@ -58,6 +65,10 @@ ADMONITIONS = {
 DIRECTIVE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|:{3,})\{(?P<name>[^}]+)\}(?P<arg>.*)$")
 ROLE = re.compile(r"\{(?P<name>[a-z:]+)\}`(?P<body>[^`]+)`")
 EQUATION = re.compile(r"\$\$(?P<body>(?:(?!\$\$).)+?)\$\$[ \t]*\((?P<label>[^)\s]+)\)", re.S)
+#: A display maths block in dollars (labelled or not): an amsmath environment inside one is not numbered.
+DOLLARS = re.compile(r"\$\$(?:(?!\$\$).)+?\$\$", re.S)
+#: A numbered amsmath environment at the start of a line (myst's amsmath extension): the book numbers it.
+AMSMATH = re.compile(r"^[ \t]*\\begin\{(?:equation|align|gather|multline|flalign|alignat)\}", re.M)
 TARGET = re.compile(r"^\((?P<label>[^)\s]+)\)=[ \t]*$", re.M)
 
 
@@ -67,9 +78,9 @@ class ReaderError(ValueError):
 
 @dataclass
 class Label:
-    kind: str  # "equation", "section", "exercise" or a proof kind such as "Theorem"
+    kind: str  # "equation", "figure", "section", "exercise" or a proof kind such as "Theorem"
     page: str  # the chapter's path without suffix, e.g. "chapters/03_flow_matching"
-    text: str  # what a reference shows: "(3)", the heading, "Exercise (title)"
+    text: str  # what a reference shows: "(3.1)", "Fig. 3.2", the heading, "Exercise (title)"
     anchor: str
 
 
@@ -83,6 +94,8 @@ class Book:
     labels: dict[str, Label] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)  # page -> title
     chapters: list[str] = field(default_factory=list)  # pages of the notebooks, in toc order
+    numbers: dict[str, int] = field(default_factory=dict)  # page -> its chapter number (numbered parts)
+    captions: dict[str, str] = field(default_factory=dict)  # figure name -> caption
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +118,40 @@ def _toc_pages(toc: dict) -> list[str]:
 
     walk(toc)
     return pages
+
+
+def chapter_numbers(toc: dict) -> dict[str, int]:
+    """The chapter number of each page in a numbered part of ``_toc.yml`` (``numbered: true``).
+
+    The book numbers its chapters 1, 2, ... through the numbered parts in order (Jupyter Book's
+    ``use_multitoc_numbering``, on by default); the pages of unnumbered parts have no number.
+    """
+    numbers: dict[str, int] = {}
+    for part in toc.get("parts", []):
+        if not part.get("numbered"):
+            continue
+        for chapter in part.get("chapters", []):
+            numbers[str(chapter["file"]).removesuffix(".ipynb").removesuffix(".md")] = len(numbers) + 1
+    return numbers
+
+
+def figure_cell(cell: nbformat.NotebookNode) -> tuple[str, str, str] | None:
+    """``(name, caption, alt)`` of a code cell marked as a figure (``mystnb.figure``), else None."""
+    figure = cell.get("metadata", {}).get("mystnb", {}).get("figure")
+    if cell.cell_type != "code" or not figure:
+        return None
+    alt = cell.metadata["mystnb"].get("image", {}).get("alt", "")
+    return str(figure.get("name", "")), str(figure.get("caption", "")), str(alt)
+
+
+def _numbered_equations(text: str) -> list[str | None]:
+    """The equations of a markdown cell that the book numbers, in order: the label of each
+    labelled ``$$...$$ (label)``, None for each numbered amsmath environment outside dollars."""
+    dollars = [m.span() for m in DOLLARS.finditer(text)]
+    found = [(m.start(), m.group("label")) for m in EQUATION.finditer(text)]
+    found += [(m.start(), None) for m in AMSMATH.finditer(text)
+              if not any(a <= m.start() < b for a, b in dollars)]
+    return [label for _, label in sorted(found, key=lambda x: x[0])]
 
 
 def _latex_to_text(text: str) -> str:
@@ -148,8 +195,9 @@ def load_book(root: Path = ROOT) -> Book:
     tex = config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"]
     url = config.get("html", {}).get("baseurl", "").rstrip("/") + "/"
     book = Book(url=url, macros={k: str(v) for k, v in tex.items()}, citations=_citations(root / "references.bib"))
-    equations = 0
-    for page in _toc_pages(yaml.safe_load((root / "_toc.yml").read_text())):
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    book.numbers = chapter_numbers(toc)
+    for page in _toc_pages(toc):
         path = root / f"{page}.ipynb"
         if path.is_file():
             book.chapters.append(page)
@@ -159,14 +207,24 @@ def load_book(root: Path = ROOT) -> Book:
         else:
             continue
         book.titles[page] = _first_heading(cells)
+        chapter = book.numbers.get(page)
+        prefix = f"{chapter}." if chapter is not None else ""
+        equations = figures = 0  # numbered per chapter, as the book does (numfig_secnum_depth: 1)
         for cell in cells:
+            figure = figure_cell(cell)
+            if figure is not None:
+                figures += 1
+                name, caption, _ = figure
+                if name:
+                    book.labels[name] = Label("figure", page, f"Fig. {prefix}{figures}", name)
+                    book.captions[name] = caption
             if cell.cell_type != "markdown":
                 continue
             text = cell.source
-            for m in EQUATION.finditer(text):  # labelled equations, numbered through the book in order
+            for name in _numbered_equations(text):  # in order, labelled or not
                 equations += 1
-                name = m.group("label")
-                book.labels[name] = Label("equation", page, f"({equations})", f"equation-{name}")
+                if name is not None:
+                    book.labels[name] = Label("equation", page, f"({prefix}{equations})", f"equation-{name}")
             for m in TARGET.finditer(text):
                 heading = re.search(r"^#+\s+(.+)$", text[m.end():], re.M)
                 book.labels[m.group("label")] = Label("section", page, heading.group(1).strip() if heading else
@@ -237,6 +295,9 @@ def _role(book: Book, page: str, name: str, body: str) -> str:
             raise ReaderError(f"{page}: {{{name}}} refers to the unknown label {label!r}")
         target = book.labels[label]
         shown = text or target.text
+        if name == "numref" and text and target.kind in ("figure", "equation"):
+            number = target.text.removeprefix("Fig. ").strip("()")
+            shown = text.replace("%s", number).replace("{number}", number)
         link = f"{_page_url(book, target.page)}#{target.anchor}"
         if name == "eq" and not text:
             return f"[{target.text}]({link})"
@@ -407,6 +468,29 @@ def fmbook_version(root: Path = ROOT) -> str:
     return re.search(r'^__version__ = "([^"]+)"', (root / "fmbook" / "__init__.py").read_text(), re.M).group(1)
 
 
+HEADING = re.compile(r"^(?P<hashes>#{1,2})[ \t]+(?:\d+(?:\.\d+)*\.?[ \t]+)?(?P<title>\S.*)$")
+
+
+def number_headings(text: str, chapter: int, sections: list[int]) -> str:
+    """Number the chapter's title (``#``) and sections (``##``) as the book does: "3. Title",
+    "3.1. Title"; a number written by hand before the title is replaced. ``sections`` holds the
+    count of sections so far (one item, updated), so that numbering runs on over the cells."""
+    out, fence = [], None
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        opener = re.match(r"(`{3,}|~{3,})", stripped)
+        if opener and (fence is None or stripped.startswith(fence)):
+            fence = None if fence is not None else opener.group(1)
+        m = HEADING.match(line) if fence is None else None
+        if m and len(m.group("hashes")) == 1:
+            line = f"# {chapter}. {m.group('title')}"
+        elif m:
+            sections[0] += 1
+            line = f"## {chapter}.{sections[0]}. {m.group('title')}"
+        out.append(line)
+    return "\n".join(out)
+
+
 def _is_install_cell(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and "%pip install" in cell.source and "import fmbook" in cell.source
 
@@ -450,14 +534,23 @@ def reader_notebook(
     nb = copy.deepcopy(source)
     converter = Converter(book, page)
     cells = []
+    chapter = book.numbers.get(page)
+    sections = [0]
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             text = _solution_pieces(converter.convert(cell.source), converter.solution_title)
+            if chapter is not None:
+                text = number_headings(text, chapter, sections)
             if text.strip():
                 text = re.sub(r"\n{3,}", "\n\n", text)
                 text = re.sub(r"\*\*\*(\n\n\*\*\*)+", "***", text).strip()  # one rule between two blocks
                 cell.source = text + "\n"
                 cells.append(cell)
+            continue
+        figure = figure_cell(cell)
+        if figure is not None:
+            cells.append(cell)
+            cells.append(_caption_cell(book, page, cell, *figure))
             continue
         if _is_install_cell(cell):
             cell.source = install_source(commit)
@@ -471,6 +564,20 @@ def reader_notebook(
     nb.cells = cells
     nb.metadata["fmbook"] = {"source": f"{page}.ipynb", "commit": commit, "book": _page_url(book, page)}
     return nb
+
+
+def _caption_cell(
+    book: Book, page: str, cell: nbformat.NotebookNode, name: str, caption: str, alt: str
+) -> nbformat.NotebookNode:
+    """The markdown cell after a figure cell: its anchor, number and caption, in italics."""
+    number = book.labels[name].text.removeprefix("Fig. ") if name in book.labels else ""
+    title = f"Figure {number}" if number else "Figure"
+    text = _inline(book, page, caption).strip()
+    anchor = f'<a name="{name}"></a>\n\n' if name else ""
+    out = nbformat.v4.new_markdown_cell(f"{anchor}*{title}: {text}*\n" if text else f"{anchor}*{title}.*\n")
+    out.id = f"{cell.get('id', 'figure')}-caption"[:64]
+    out.metadata["fmbook"] = {"caption_of": name, "alt": alt}
+    return out
 
 
 def current_commit(root: Path = ROOT) -> str:
@@ -493,18 +600,27 @@ def write_all(out: Path, commit: str, root: Path = ROOT, executed: Path | None =
 
 
 def check_equation_numbers(book: Book, html_root: Path) -> list[str]:
-    """Where the built book numbers a labelled equation differently from the reader notebooks."""
+    """Where the built book numbers a labelled equation or a named figure differently from the
+    reader notebooks (equations: ``<span class="eqno">(3.1)``; figures: ``Fig. 3.1`` in the
+    caption of ``<figure id="name">``)."""
     problems = []
     for label, target in book.labels.items():
-        if target.kind != "equation":
+        if target.kind not in ("equation", "figure"):
             continue
         page = html_root / f"{target.page}.html"
         text = page.read_text(encoding="utf-8") if page.is_file() else ""
-        m = re.search(r'id="' + re.escape(target.anchor) + r'"[^>]*>\s*<span class="eqno">\((\d[\d.]*)\)', text)
-        if not m:
-            problems.append(f"{target.page}: equation {label} not found in {page}")
-        elif f"({m.group(1)})" != target.text:
-            problems.append(f"{target.page}: equation {label} is {m.group(1)} in the book, {target.text} here")
+        if target.kind == "equation":
+            m = re.search(r'id="' + re.escape(target.anchor) + r'"[^>]*>\s*<span class="eqno">\((\d[\d.]*)\)', text)
+            shown = f"({m.group(1)})" if m else None
+        else:
+            m = re.search(r'<figure[^>]*id="' + re.escape(target.anchor) + r'"[^>]*>.*?'
+                          r'<span class="caption-number">Fig\.\s*(\d[\d.]*)', text, re.S)
+            shown = f"Fig. {m.group(1)}" if m else None
+        if shown is None:
+            problems.append(f"{target.page}: {target.kind} {label} not found in {page}")
+        elif shown != target.text:
+            number = shown.removeprefix("Fig. ").strip("()")
+            problems.append(f"{target.page}: {target.kind} {label} is {number} in the book, {target.text} here")
     return problems
 
 
@@ -535,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             served = args.html / "_sources" / path.relative_to(args.out)
             served.parent.mkdir(parents=True, exist_ok=True)
             served.write_bytes(path.read_bytes())
-        print(f"the book's download buttons serve them; equation numbers agree with {args.html}")
+        print(f"the book's download buttons serve them; equation and figure numbers agree with {args.html}")
     return 0
 
 

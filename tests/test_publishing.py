@@ -4,6 +4,8 @@ import importlib.util
 import re
 import subprocess
 import sys
+import tarfile
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -15,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_licence_matches_the_package_metadata():
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
-    assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
 
 
 def test_citation_file_names_this_version():
@@ -55,3 +58,49 @@ def test_the_extension_adds_the_footer_to_the_theme_options():
     config = Config()
     ext._add_footer(None, config)
     assert config.html_theme_options["extra_footer"].startswith("<p>earlier</p><p class=\"fmbook-version\">")
+
+
+def test_the_changelog_has_an_entry_for_this_version_and_says_how_releases_are_tagged():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## {re.escape(fmbook.__version__)} - \d{{4}}-\d{{2}}-\d{{2}}$", text, re.M)
+    assert "## Unreleased" in text and "`vMAJOR.MINOR.PATCH`" in text
+    released = re.search(rf"^## {re.escape(fmbook.__version__)} - (\S+)$", text, re.M).group(1)
+    assert str(yaml.safe_load((ROOT / "CITATION.cff").read_text())["date-released"]) == released
+
+
+def test_the_package_metadata_names_authors_urls_classifiers_and_true_bounds():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["authors"] and project["urls"]["Repository"].startswith("https://github.com/")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert project["urls"]["Homepage"] == config["html"]["baseurl"]
+    assert "Typing :: Typed" in project["classifiers"]
+    deps = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower(): d for d in project["dependencies"]}
+    assert deps["torch"] == "torch>=2.4"  # torch.is_autocast_enabled(device_type) is new in 2.4
+    # every dependency is imported by the package, and the package imports nothing else of these
+    used = {"torch", "torchdiffeq", "numpy", "matplotlib", "scikit-learn", "pot", "tqdm", "ipywidgets"}
+    assert set(deps) == used
+    source = "\n".join(p.read_text() for p in (ROOT / "fmbook").glob("*.py"))
+    assert not re.search(r"^\s*(import|from) scipy", source, re.M)  # so scipy is not a dependency
+    assert (ROOT / "fmbook" / "py.typed").is_file()
+
+
+def test_scikit_learn_is_imported_only_when_a_function_needs_it():
+    code = ("import sys, fmbook.data as d; assert 'sklearn' not in sys.modules, 'imported early'; "
+            "d.canonical_moons_sklearn(4); assert 'sklearn' in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_sdist_carries_the_package_and_its_type_hints_and_leaves_the_tests_out(tmp_path):
+    code = f"import setuptools.build_meta as b; print(b.build_sdist({str(tmp_path)!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name = done.stdout.strip().splitlines()[-1]
+    with tarfile.open(tmp_path / name) as sdist:
+        files = {Path(*Path(m).parts[1:]).as_posix() for m in sdist.getnames()}
+    for module in (ROOT / "fmbook").glob("*.py"):
+        assert f"fmbook/{module.name}" in files
+    assert {"fmbook/py.typed", "LICENSE", "CITATION.cff", "CHANGELOG.md", "README.md", "pyproject.toml"} <= files
+    # the tests need the chapters, the scripts and the book's configuration: none is shipped
+    assert not [f for f in files if f.startswith(("tests/", "chapters/", "scripts/", "benchmarks/"))]
+    assert "conftest.py" not in files

@@ -89,7 +89,7 @@ def test_references_become_numbers_and_links():
     nb = reader.reader_notebook(BOOK, "chapters/03_flow_matching", COMMIT)
     text = "\n".join(c.source for c in nb.cells)
     label = BOOK.labels["eq-marginal-velocity"]
-    assert label.kind == "equation" and re.fullmatch(r"\(\d+\)", label.text)
+    assert label.kind == "equation" and re.fullmatch(r"\(3\.\d+\)", label.text)  # numbered in chapter 3
     assert f"[{label.text}]({BOOK.url}chapters/03_flow_matching.html#equation-eq-marginal-velocity)" in text
     assert f"\\tag{{{label.text.strip('()')}}}" in text
     assert "[Sampling and evaluation](" in text  # a {ref} to a section shows the section's heading
@@ -156,7 +156,113 @@ def test_equation_numbers_are_checked_against_the_built_pages(tmp_path):
     page.write_text(f'<div class="math" id="{label.anchor}">\n<span class="eqno">({shown})<a href="#">#</a></span>')
     problems = reader.check_equation_numbers(BOOK, tmp_path)
     assert not any("eq-marginal-velocity" in p for p in problems)
-    # Negative control: the page numbers it one more, as a book numbered otherwise would.
-    page.write_text(f'<div class="math" id="{label.anchor}">\n<span class="eqno">({int(shown) + 1})</span>')
-    assert any(f"eq-marginal-velocity is {int(shown) + 1} in the book" in p for p in reader.check_equation_numbers(
-        BOOK, tmp_path))
+    # Negative control: the page numbers it through the whole book, as the book did before it
+    # numbered per chapter (chapter 3's equations started at 10).
+    through = sum(1 for lab in BOOK.labels.values() if lab.kind == "equation" and lab.page < label.page)
+    wrong = str(through + int(shown.split(".")[1]))
+    page.write_text(f'<div class="math" id="{label.anchor}">\n<span class="eqno">({wrong})</span>')
+    assert any(f"eq-marginal-velocity is {wrong} in the book, ({shown}) here" in p
+               for p in reader.check_equation_numbers(BOOK, tmp_path))
+
+
+# ----------------------------------------------------------------------------- per-chapter numbers, figures
+
+
+def test_equations_are_numbered_per_chapter_in_toc_order():
+    assert BOOK.numbers == {page: k + 1 for k, page in enumerate(BOOK.chapters)}  # the 8 chapters, 1 to 8
+    for page in BOOK.chapters:
+        texts = [lab.text for lab in BOOK.labels.values() if lab.kind == "equation" and lab.page == page]
+        chapter = BOOK.numbers[page]
+        assert texts == [f"({chapter}.{k + 1})" for k in range(len(texts))], page
+
+
+def test_numbered_amsmath_environments_count_and_those_in_dollars_do_not():
+    text = ("$$a = b$$ (eq-one)\n\n\\begin{equation}\nq = r\n\\end{equation}\n\n"
+            "$$\n\\begin{aligned} x \\end{aligned}\n$$\n\n\\begin{align*}\ns\n\\end{align*}\n\n$$c = d$$ (eq-two)")
+    assert reader._numbered_equations(text) == ["eq-one", None, "eq-two"]
+
+
+def test_headings_carry_the_book_numbers_in_place_of_hand_written_ones():
+    sections = [0]
+    text = reader.number_headings("# 3. Flow matching\n\n## 3.1 First\n\n```\n## not a heading\n```", 3, sections)
+    assert text.splitlines()[0] == "# 3. Flow matching"
+    assert "## 3.1. First" in text and "## not a heading" in text
+    assert reader.number_headings("## Second\n### Sub", 3, sections) == "## 3.2. Second\n### Sub"
+    nb = reader.reader_notebook(BOOK, "chapters/03_flow_matching", COMMIT)
+    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+                if re.match(r"#{1,2} ", line)]
+    assert headings[0].startswith("# 3. ") and not headings[0].startswith("# 3. 3.")
+    assert [h.split()[1] for h in headings[1:4]] == ["3.1.", "3.2.", "3.3."]
+
+
+@pytest.fixture
+def figure_book(tmp_path):
+    """A book of two numbered chapters; the second has two figure cells and refers to one."""
+    import shutil
+
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    shutil.copy(ROOT / "references.bib", tmp_path / "references.bib")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: A\n    numbered: 2\n    chapters:\n"
+        "      - file: chapters/one\n      - file: chapters/two\n  - caption: Appendix\n    chapters:\n"
+        "      - file: chapters/three\n"
+    )
+    (tmp_path / "chapters").mkdir()
+    for name in ("one", "two", "three"):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}\n\n$$a = b$$ (eq-{name})")]
+        if name == "two":
+            nb.cells += [
+                nbformat.v4.new_code_cell("plot()", metadata={"mystnb": {
+                    "figure": {"caption": "Noise carried to the *moons*, see {eq}`eq-two`.", "name": "fig-two-a"},
+                    "image": {"alt": "Five panels of points moving from a Gaussian to two moons"}}}),
+                nbformat.v4.new_code_cell("plot()", metadata={"mystnb": {
+                    "figure": {"caption": "Second.", "name": "fig-two-b"}, "image": {"alt": "A falling line"}}}),
+                nbformat.v4.new_markdown_cell("As {numref}`fig-two-b` and {numref}`Figure %s <fig-two-a>` show."),
+            ]
+        nbformat.write(nb, tmp_path / "chapters" / f"{name}.ipynb")
+    return tmp_path
+
+
+def test_a_figure_cell_is_followed_by_its_numbered_caption(figure_book):
+    book = reader.load_book(figure_book)
+    assert book.labels["fig-two-a"].text == "Fig. 2.1" and book.labels["fig-two-b"].text == "Fig. 2.2"
+    assert book.labels["eq-two"].text == "(2.1)" and book.labels["eq-three"].text == "(1)"  # appendix: unnumbered
+    nb = reader.reader_notebook(book, "chapters/two", COMMIT, root=figure_book)
+    kinds = [c.cell_type for c in nb.cells]
+    assert kinds == ["markdown", "code", "markdown", "code", "markdown", "markdown"]
+    caption = nb.cells[2]
+    assert caption.source.startswith('<a name="fig-two-a"></a>')
+    assert "*Figure 2.1: Noise carried to the *moons*, see [(2.1)](" in caption.source
+    assert caption.metadata["fmbook"]["alt"].startswith("Five panels")
+    assert nb.cells[4].source.strip().endswith("*Figure 2.2: Second.*")
+    assert len({c.id for c in nb.cells}) == len(nb.cells)  # the caption cells have ids of their own
+    nbformat.validate(nb)
+    text = nb.cells[5].source
+    assert f"[Fig. 2.2]({book.url}chapters/two.html#fig-two-b)" in text
+    assert f"[Figure 2.1]({book.url}chapters/two.html#fig-two-a)" in text
+    # Control: without the figure metadata, no caption cell is written.
+    del nb.cells[1].metadata["mystnb"]
+    assert reader.figure_cell(nb.cells[1]) is None
+
+
+def test_figure_numbers_are_checked_against_the_built_pages(figure_book, tmp_path_factory):
+    book = reader.load_book(figure_book)
+    html = tmp_path_factory.mktemp("html")
+    (html / "chapters").mkdir()
+
+    def page(first: str, second: str) -> None:
+        (html / "chapters" / "two.html").write_text(
+            '<div class="math" id="equation-eq-two">\n<span class="eqno">(2.1)<a href="#">#</a></span>'
+            f'<figure class="align-default" id="fig-two-a">\n<img alt="x" src="a.png" />\n<figcaption>\n'
+            f'<p><span class="caption-number">Fig. {first} </span></p></figcaption></figure>'
+            f'<figure class="align-default" id="fig-two-b">\n<img alt="y" src="b.png" />\n<figcaption>\n'
+            f'<p><span class="caption-number">Fig. {second} </span></p></figcaption></figure>')
+
+    page("2.1", "2.2")
+    problems = reader.check_equation_numbers(book, html)
+    assert not [p for p in problems if "chapters/two" in p]
+    page("3", "4")  # Negative control: figures numbered through the whole book
+    problems = reader.check_equation_numbers(book, html)
+    assert "chapters/two: figure fig-two-a is 3 in the book, Fig. 2.1 here" in problems
+    assert "chapters/two: figure fig-two-b is 4 in the book, Fig. 2.2 here" in problems

@@ -197,8 +197,103 @@ def test_plot_image_grid_has_square_pixels_and_labels():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["input", "sample", "original"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     assert ax.get_aspect() == 1.0
-    with pytest.raises(ValueError, match="col_labels must have 3 entries"):
+    with pytest.raises(ValueError, match="col_labels must be a sequence of 3 labels"):
         viz.plot_image_grid(images, rows=2, col_labels=["x"])
     with pytest.raises(ValueError, match="do not fill 4 rows"):
         viz.plot_image_grid(images, rows=4)
+    plt.close("all")
+
+
+def test_book_style_is_applied_on_import_and_after_a_reset():
+    import matplotlib as mpl
+
+    mpl.rcdefaults()
+    assert mpl.rcParams["axes.spines.top"]  # matplotlib's default: the control of the style
+    viz.use_book_style()
+    for key, value in viz.BOOK_STYLE.items():
+        assert mpl.rcParams[key] == mpl.RcParams({key: value})[key], key  # as matplotlib validates it
+    assert mpl.rcParams["axes.prop_cycle"].by_key()["color"] == list(viz.SEQUENCE)
+    width = mpl.rcParams["figure.figsize"][0]
+    assert width * mpl.rcParams["figure.dpi"] <= viz.FULL_WIDTH * 100  # fits the content column
+
+
+def test_palette_names_each_role_once_and_the_plots_use_it():
+    assert set(viz.PALETTE) == {"source", "data", "model", "trajectory", "reference"}
+    assert len(set(viz.PALETTE.values())) == len(viz.PALETTE)  # one colour per role
+    assert viz.SEQUENCE[:3] == (viz.SOURCE_COLOR, viz.DATA_COLOR, viz.MODEL_COLOR)
+    from matplotlib.colors import to_hex
+
+    ax = viz.plot_trajectories(straight_trajectory(b=5, steps=4))
+    assert {to_hex(line.get_color()) for line in ax.get_lines()} == {viz.TRAJECTORY_COLOR}
+    starts, ends = ax.collections
+    assert to_hex(starts.get_facecolor()[0]) == viz.SOURCE_COLOR
+    assert to_hex(ends.get_facecolor()[0]) == viz.DATA_COLOR
+    plt.close("all")
+
+
+def rendered_grid(images, rows, gap, **kwargs):
+    """The RGB pixels of the grid's axes as rendered, and the axes."""
+    ax = viz.plot_image_grid(images, rows=rows, gap=gap, pixel=0.1, **kwargs)
+    fig = ax.figure
+    fig.set_dpi(100)
+    fig.canvas.draw()
+    box = ax.get_window_extent()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    height = rgb.shape[0]
+    crop = rgb[int(round(height - box.y1)):int(round(height - box.y0)), int(round(box.x0)):int(round(box.x1))]
+    return crop, ax
+
+
+def test_rendered_digits_have_square_pixels_and_white_gaps():
+    images = -torch.ones(6, 1, 8, 8)  # all white digits but for a black pixel in each corner cell
+    images[:, :, 0, 0] = 1.0
+    crop, ax = rendered_grid(images, rows=2, gap=2)
+    grid_h, grid_w = 2 * 8 + 2, 3 * 8 + 2 * 2
+    # square pixels: the drawn grid's width / height is the pixel count's ratio
+    assert abs(crop.shape[1] / crop.shape[0] - grid_w / grid_h) < 0.03
+    side = crop.shape[1] / grid_w  # screen pixels per image pixel (10 at pixel=0.1 inch, dpi 100)
+    assert abs(side - 10) < 0.5
+    dark = crop.mean(axis=2) < 128
+    # each black corner pixel is a square of side ~ `side`, and the gaps between images stay white
+    first = dark[: int(side * 8), : int(side * 8)]  # the first image
+    rows_dark = np.flatnonzero(first.any(axis=1))
+    cols_dark = np.flatnonzero(first.any(axis=0))
+    assert abs(len(rows_dark) - side) <= 1 and abs(len(cols_dark) - side) <= 1
+    gap_columns = crop[:, int(8 * side + 2): int(10 * side - 2)]
+    assert (gap_columns > 250).all()  # white
+    plt.close("all")
+    # Control: without gaps the images touch (the column after image 0 is image 1's black corner).
+    crop0, _ = rendered_grid(images, rows=2, gap=0)
+    assert (crop0[:10, int(8 * side + 2): int(9 * side - 2)].mean(axis=2) < 128).any()
+    plt.close("all")
+
+
+def test_image_grid_labels_sit_over_their_column_and_row():
+    images = torch.rand(6, 1, 8, 8) * 2 - 1
+    ax = viz.plot_image_grid(images, rows=2, gap=2, row_labels=["noisy", "clean"],
+                             col_labels=["input", "sample", "original"])
+    # the column labels are centred on the image columns: 8 pixels + a gap of 2 apart
+    assert np.allclose(ax.get_xticks(), [3.5, 13.5, 23.5])
+    assert np.allclose(ax.get_yticks(), [3.5, 13.5])
+    assert ax.xaxis.get_ticks_position() == "top"
+    with pytest.raises(ValueError, match="row_labels must be a sequence of 2 labels"):
+        viz.plot_image_grid(images, rows=2, row_labels="ab")
+    with pytest.raises(ValueError, match="gap must be"):
+        viz.plot_image_grid(images, rows=2, gap=-1)
+    with pytest.raises(ValueError, match="value_range must be a pair"):
+        viz.plot_image_grid(images, rows=2, value_range=(1.0, -1.0))
+    plt.close("all")
+
+
+def test_animation_and_slider_pictures_carry_their_text_alternative():
+    out = viz.animate_flow(straight_trajectory(steps=4), alt='Noise flowing onto "two moons"')
+    assert re.search(r'<img alt="Noise flowing onto &quot;two moons&quot;" id="_anim_img', out.data)
+    assert "alt=" not in viz.animate_flow(straight_trajectory(steps=4)).data  # control: no alt asked, none added
+    box = viz.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=30, alt=lambda v: f"a line to {v}")
+    assert [panel.tooltip for panel in image_panels(box)] == ["a line to 1", "a line to 2"]
+    box = viz.path_slider([torch.randn(20, 2), torch.randn(20, 2)], times=[0.0, 1.0], size=1.0)
+    assert [panel.tooltip for panel in image_panels(box)] == [
+        "samples of the probability path p_t at t = 0.00", "samples of the probability path p_t at t = 1.00"]
+    with pytest.raises(TypeError, match="alt must be a str"):
+        viz.animate_flow(straight_trajectory(steps=4), alt=3)
     plt.close("all")
