@@ -420,3 +420,14 @@ def test_bad_arguments():
         ex.check_velocity_network(Field, seed=-1)
     with pytest.raises(ValueError, match="steps"):
         ex.check_training_loop(make_train(), steps=0)
+
+
+def test_reports_fit_the_output_box(capsys):
+    def backwards(velocity, x0, n):
+        return x0 - euler(lambda x, t: velocity(x, 1 - t), x0, n) + x0
+
+    for checker, answer in ((ex.check_euler_sampler, backwards), (ex.check_velocity_network, _stub)):
+        checker(answer)
+    out = capsys.readouterr().out
+    assert "not attempted" in out and "hint:" in out
+    assert max(len(line) for line in out.splitlines()) <= ch3.REPORT_WIDTH
