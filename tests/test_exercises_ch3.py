@@ -169,7 +169,7 @@ def test_training_loop_passes_the_bar_and_wrong_loops_fail_it(capsys):
         assert not bad.cases[0].passed  # the loss check catches both too
         last = bad.cases[-1]
         assert not last.passed and "not below 2.5" in last.detail
-        assert float(last.detail.split("= ")[1].split()[0]) > 5  # far above the bar, not near it
+        assert float(last.detail.split("= ")[1].split()[0]) > 10  # far above the bar (about 20)
         assert word in last.hint, last.hint
 
 
