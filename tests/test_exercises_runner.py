@@ -33,6 +33,7 @@ def test_the_untouched_stub_is_not_attempted_in_one_line(capsys):
     assert not result and not result.attempted and result.status == "not attempted"
     assert result.cases == []
     assert "not attempted yet" in out and "Traceback" not in out and len(out.strip().splitlines()) == 1
+    assert max(len(line) for line in out.splitlines()) <= 77  # fits the book's output box
     assert repr(result) == "CheckResult(check_euler_step: not attempted)"
 
 
@@ -59,6 +60,17 @@ def test_a_wrong_shape_is_named():
     result = ex.check_euler_step(lambda v, x, t, h: (x + h * v(x, t)).sum(1), verbose=False)
     assert not result
     assert "must return shape" in result.failures[0].detail
+
+
+def test_every_line_of_a_failure_report_fits_the_output_box():
+    result = ex.check_cfm_loss(lambda m, x0, x1, t: ((m(x0, t) - x1) ** 2).sum(1).mean(), verbose=False)
+    report = result.report()
+    assert not result and "First failure" in report
+    assert max(len(line) for line in report.splitlines()) <= 77, report
+    long = "  hint: " + "a factor is missing " * 8
+    folded = _runner._wrap(long)
+    assert len(long) > 77 and folded.split() == long.split()  # folded, no word lost
+    assert max(len(line) for line in folded.splitlines()) <= 77
 
 
 def test_nan_is_named():

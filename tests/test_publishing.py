@@ -5,9 +5,9 @@ import re
 import subprocess
 import sys
 import tarfile
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 import fmbook

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import signal
+import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,12 +93,8 @@ class CheckResult:
 
     def report(self) -> str:
         """The verdict as text: one line per case, and the values of the first failure."""
-        if not self.attempted:
-            return (
-                f"{self.name}: not attempted yet. Your function still raises "
-                f'NotImplementedError("{STUB_MESSAGE}"): write its body in the cell above, '
-                "run that cell, then run this one again."
-            )
+        if not self.attempted:  # the stub's comment says what to do; one line here
+            return _wrap(f"{self.name}: not attempted yet (fill in the stub above)")
         ok = sum(c.passed for c in self.cases)
         head = "PASSED: well done" if self.passed else "FAILED"
         lines = [f"{self.name}: {head} ({ok} of {len(self.cases)} cases passed)"]
@@ -114,7 +111,21 @@ class CheckResult:
                 lines.append(f"  {first.detail}")
             if first.hint:
                 lines.append(f"  hint: {first.hint}")
-        return "\n".join(lines)
+        return "\n".join(_wrap(line) for line in lines)
+
+
+#: The widest line a report prints: the book's code and output boxes show 77 characters.
+REPORT_WIDTH = 77
+
+
+def _wrap(line: str, width: int = REPORT_WIDTH) -> str:
+    """A line of a report folded to ``width`` characters, continuation lines indented under it."""
+    if len(line) <= width:
+        return line
+    lead = len(line) - len(line.lstrip(" "))
+    pad = " " * (lead + 4)
+    return textwrap.fill(line.strip(), width=width, initial_indent=" " * lead, subsequent_indent=pad,
+                         break_long_words=True, break_on_hyphens=False)
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -128,7 +139,7 @@ def show(value: object, rows: int = 3) -> str:
         v = value.detach().cpu()
         if v.ndim == 0:
             return f"{v.item():.6g}"
-        body = np.array2string(v[:rows].double().numpy(), precision=5, suppress_small=True)
+        body = np.array2string(v[:rows].double().numpy(), precision=5, suppress_small=True, max_line_width=60)
         more = f" ... ({v.shape[0] - rows} more rows)" if v.ndim >= 1 and v.shape[0] > rows else ""
         return f"{body}{more}  shape {tuple(v.shape)}"
     if callable(value):
