@@ -14,6 +14,7 @@ from torchdiffeq import odeint
 from fmbook import exercises as ex
 from fmbook import losses, solvers
 from fmbook.exercises import ch3
+from fmbook.exercises._runner import REPORT_WIDTH
 
 # ----------------------------------------------------------------- answers a reader might write
 
@@ -430,4 +431,4 @@ def test_reports_fit_the_output_box(capsys):
         checker(answer)
     out = capsys.readouterr().out
     assert "not attempted" in out and "hint:" in out
-    assert max(len(line) for line in out.splitlines()) <= ch3.REPORT_WIDTH
+    assert max(len(line) for line in out.splitlines()) <= REPORT_WIDTH

@@ -25,7 +25,6 @@ and the other exercises by :func:`check_conditional_velocity` (``form="point"``)
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Callable
 
 import torch
@@ -70,24 +69,8 @@ def _finish(result: CheckResult, hints: dict[str, str], verbose: bool) -> CheckR
         if not case.hint:
             case.hint = hints.get(case.description, "") or _hint_from_error(case.detail)
     if verbose:
-        print(wrap_report(result.report()))
+        print(result.report())
     return result
-
-
-#: The widest line a report prints: the output box of the book shows 77 characters.
-REPORT_WIDTH = 77
-
-
-def wrap_report(text: str, width: int = REPORT_WIDTH) -> str:
-    """``text`` with every line longer than ``width`` broken at spaces, continued under its indent."""
-    lines = []
-    for line in text.splitlines():
-        if len(line) <= width:
-            lines.append(line)
-            continue
-        indent = " " * (len(line) - len(line.lstrip()) + 4)
-        lines += textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False)
-    return "\n".join(lines)
 
 
 def _hint_from_error(detail: str) -> str:
@@ -424,7 +407,7 @@ def check_training_loop(
         if case.description == desc_bar and isinstance(case.received, tuple):
             case.received = str(case.received[0])
     if result.passed and verbose:
-        print(wrap_report(result.report()))
+        print(result.report())
         print(f"  sliced W2 after training: {result.cases[-1].received}")
         return result
     return _finish(result, hints, verbose)
