@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,7 +94,9 @@ def test_vp_field_mistakes():
     c = ex.check_vp_conditional_velocity
     rejected(c, lambda *a: vp_field(*a, sign=-1.0), "chain rule")
     rejected(c, lambda *a: vp_field(*a, s_of=lambda t: t), "reversed time")
-    rejected(c, lambda *a: vp_field(*a, half=1.0), "factor 1/2")
+    rejected(c, lambda *a: vp_field(*a, half=1.0), "factor 1/2 is missing")
+    # the other way round: 1/4 instead of 1/2, half the field
+    rejected(c, lambda *a: vp_field(*a, half=0.25), "applied twice")
 
     def beta_at_t(x, x1, t, lo, hi):
         s = (1 - t)[:, None]
@@ -137,6 +140,15 @@ def test_schedule_change_mistakes():
     swapped = lambda r: (torch.cos(math.pi * r / 2) / condot_to_cosine(r)[1], condot_to_cosine(r)[1])  # noqa: E731
     rejected(c, swapped, "reversed time")
     assert "[0, 1]" in rejected(c, lambda r: (r + 2, torch.ones_like(r))).failures[0].detail
+    assert "[0, 1]" in rejected(c, lambda r: (r + 1e-4, condot_to_cosine(r)[1])).failures[0].detail
+
+
+def test_schedule_change_accepts_the_closed_form_in_float32():
+    # cos(pi / 2) is -4.4e-8 in float32, so t_r(1) = 1 + 1.2e-7: a rounding, not a wrong time
+    def in_float32(r):
+        return tuple(v.double() for v in condot_to_cosine(r.float()))
+
+    assert ex.check_schedule_change(in_float32, verbose=False)
 
 
 def test_fewest_steps_mistakes():
@@ -148,6 +160,11 @@ def test_fewest_steps_mistakes():
     assert "whole number" in rejected(c, lambda ratio: math.log(ratio) / 2).failures[0].detail
     # an integer held in a tensor is a count too
     assert ex.check_fewest_midpoint_steps(lambda r: torch.tensor(fewest_steps(r)), verbose=False)
+    # and so is a NumPy integer (np.int64 is not an int), or a one-element array
+    assert ex.check_fewest_midpoint_steps(lambda r: np.ceil(np.log(r) / 2).astype(int), verbose=False)
+    assert ex.check_fewest_midpoint_steps(lambda r: np.array([fewest_steps(r)]), verbose=False)
+    assert "whole number" in rejected(c, lambda r: np.float64(math.log(r) / 2)).failures[0].detail
+    assert "whole number" in rejected(c, lambda r: np.array([4, 5])).failures[0].detail
 
 
 # --------------------------------------------------- broken answers of every kind, every checker

@@ -3,6 +3,7 @@ with its hint, and broken answers (raising, wrong shape, NaN, in-place, endless)
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -175,6 +176,9 @@ def test_weighted_minimiser_mistakes():
 
     rejected(c, monte_carlo)
     assert "number" in rejected(c, lambda *a: "1.5").failures[0].detail
+    # a NumPy float32 (not a Python float) is a number too
+    assert c(lambda *a: np.float32(best_theta(*a)), verbose=False)
+    assert "number" in rejected(c, lambda *a: np.array([1.5, 2.0])).failures[0].detail
 
 
 # --------------------------------------------------- broken answers of every kind, every checker

@@ -279,7 +279,11 @@ def _weight_one(t: Tensor) -> Tensor:
 
 
 def _as_number(out: object) -> Tensor:
+    """A reader's number (a float, a one-element tensor or array, a NumPy scalar such as
+    ``np.float32``, which is not a ``float``) as a ``(1,)`` float64 tensor, or :class:`Mismatch`."""
     if isinstance(out, Tensor) and out.numel() == 1:
+        out = out.item()
+    elif isinstance(out, (np.ndarray, np.generic)) and np.size(out) == 1:
         out = out.item()
     if isinstance(out, bool) or not isinstance(out, (int, float)):
         raise Mismatch(f"fn(weight, c, t_min, t_max) must return a number (theta), got {type(out).__name__}")
