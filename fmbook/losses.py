@@ -84,8 +84,23 @@ class Bregman:
         return (self.hess_phi(b_flat) @ (b_flat - a_flat)[:, :, None])[:, :, 0].reshape(b.shape)
 
 
-#: phi(x) = ||x||^2 gives D(a, b) = ||a - b||^2, the loss of the book's main text.
-squared_euclidean = Bregman(
+@dataclass(frozen=True)
+class _SquaredEuclidean(Bregman):
+    r"""The Bregman divergence of :math:`\phi(x) = \lVert x\rVert^2`, evaluated as :math:`\lVert a - b\rVert^2`.
+
+    The Bregman form :math:`\phi(a) - \phi(b) - \langle 2b, a - b\rangle` is the same number in exact
+    arithmetic, but subtracts terms of size :math:`\lVert a\rVert^2` to get one of size :math:`\lVert a - b\rVert^2`:
+    for targets at a distance :math:`10^{3}` from the origin it is 7 percent off in float32, at
+    :math:`10^{4}` a factor 29. The direct form is exact to rounding at every offset.
+    """
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        _check_pair(a, b)
+        return (_flat(a) - _flat(b)).square().sum(dim=1)
+
+
+#: phi(x) = ||x||^2 gives D(a, b) = ||a - b||^2, the loss of the book's main text (computed directly).
+squared_euclidean = _SquaredEuclidean(
     "squared Euclidean",
     lambda x: (x**2).sum(1),
     lambda x: 2 * x,

@@ -112,6 +112,8 @@ def check_labels(labels: object, num_classes: int, batch: int, allow_null: bool 
     With ``allow_null`` the value ``num_classes`` is also accepted: the "null" class of
     classifier-free guidance, which stands for "no condition".
     """
+    if not isinstance(allow_null, bool):
+        raise TypeError(f"allow_null must be True or False, got {allow_null!r}")
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:

@@ -144,12 +144,22 @@ def sinkhorn_plan(
 
 
 def plan_cost(plan: Tensor, x0: Tensor, x1: Tensor) -> float:
-    r"""The transport cost :math:`\sum_{ij} \pi_{ij} \lVert x_{0,i} - x_{1,j}\rVert^2` of a plan ``(n, m)``."""
+    r"""The transport cost :math:`\sum_{ij} \pi_{ij} \lVert x_{0,i} - x_{1,j}\rVert^2` of a plan ``(n, m)``.
+
+    ``plan`` must be a coupling: non-negative, with total mass 1 (to :math:`10^{-6}`), as the plans of
+    :func:`exact_plan` and :func:`sinkhorn_plan` are; a ValueError otherwise (a negative or unnormalised
+    array would give a cost that is no transport cost at all).
+    """
     plan = check_tensor(plan, "plan")
     a, b = _cloud_pair(x0, x1)
     if plan.shape != (a.shape[0], b.shape[0]):
         raise ValueError(f"plan must have shape ({a.shape[0]}, {b.shape[0]}), got {tuple(plan.shape)}")
-    return float((plan.detach().to("cpu", torch.float64) * squared_distances(a, b)).sum())
+    plan = plan.detach().to("cpu", torch.float64)
+    if bool((plan < 0).any()):
+        raise ValueError(f"plan must be non-negative (a coupling), got a smallest entry {float(plan.min()):.6g}")
+    if abs(float(plan.sum()) - 1.0) > 1e-6:
+        raise ValueError(f"plan must have total mass 1 (a coupling), got {float(plan.sum()):.6g}")
+    return float((plan * squared_distances(a, b)).sum())
 
 
 def w2(x0: Tensor, x1: Tensor, weights0: Tensor | None = None, weights1: Tensor | None = None) -> float:
@@ -303,7 +313,11 @@ def ot_pair_indices(
     else:
         reg = check_positive_float(reg, "reg")
         cost = squared_distances(a, b)
-        plan = sinkhorn_plan(a, b, reg * float(cost.mean()))
+        scale = float(cost.mean())
+        if scale > 0:
+            plan = sinkhorn_plan(a, b, reg * scale)
+        else:  # every pair costs 0 (identical points): every coupling is optimal, the entropic one a b^T
+            plan = torch.full((batch, batch), 1.0 / batch**2, dtype=torch.float64)
         flat = plan.reshape(-1).clamp_min(0)
         k = torch.multinomial(flat / flat.sum(), batch, replacement=True, generator=generator)
         i, j = k // batch, k % batch

@@ -467,6 +467,7 @@ def load_checkpoint(
     ValueError) and leaves ``model``, ``optimizer``, ``scheduler``, ``ema`` and the random
     generators exactly as they were.
     """
+    _check_flag(restore_rng, "restore_rng")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"path {str(path)!r} is not a checkpoint file (it does not exist)")
