@@ -177,9 +177,12 @@ def check_seed(value: object, name: str = "seed", margin: int = 0) -> int:
     largest offset the caller adds to it)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
     top = SEED_LIMIT - margin
-    if not 0 <= value < top:
-        raise ValueError(f"{name} must be an int in [0, {top}) (the range of NumPy's seeds), got {value}")
+    if value >= top:
+        limit = "2**32" if margin == 0 else f"2**32 - {margin} = {top}"
+        raise ValueError(f"{name} must be < {limit} (NumPy and scikit-learn take seeds below 2**32), got {value}")
     return value
 
 

@@ -621,7 +621,11 @@ class AffineGaussianFlow(nn.Module):
         return torch.linalg.solve_triangular(self.matrix(t), rhs, upper=False)[:, :, 0]
 
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """The velocity :math:`u_t(x)` at ``x`` ``(B, d)``, ``t`` a float or ``(B,)``; returns ``(B, d)``."""
+        """The velocity :math:`u_t(x)` at ``x`` ``(B, d)``, ``t`` a float or ``(B,)``; returns ``(B, d)``.
+
+        Unlike the networks of :mod:`fmbook.models` this closed-form reference checks values too
+        (finite ``x``, ``t`` in [0, 1]): it is a test field, not a network trained step by step, so a
+        host synchronisation per call costs nothing that matters."""
         x = check_points(x, "x", dim=self.dim)
         t = as_time(t, x.shape[0], x)
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)

@@ -135,6 +135,19 @@ def log_cosh_distance(a: Tensor, b: Tensor) -> Tensor:
     return (torch.nn.functional.softplus(2 * d) - d - math.log(2.0)).sum(dim=1)
 
 
+def _check_model_dtype(model: object, x0: Tensor) -> None:
+    """A TypeError naming ``x0`` and ``x1`` when they are not of the dtype of an ``nn.Module``'s weights
+    (metadata only; under autocast any float input is fine)."""
+    if not isinstance(model, nn.Module) or torch.is_autocast_enabled(x0.device.type):
+        return
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and x0.dtype != weight.dtype:
+        raise TypeError(
+            f"x0 and x1 must have the dtype of the model's weights ({weight.dtype}), got {x0.dtype}; cast them "
+            f"with x.to({weight.dtype}) (the training recipes of fmbook.train cast their data themselves)"
+        )
+
+
 def cfm_loss(
     model: nn.Module,
     x0: Tensor,
@@ -170,6 +183,7 @@ def cfm_loss(
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
+    _check_model_dtype(model, x0)
     if t is None:
         t = torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
     else:

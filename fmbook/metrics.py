@@ -25,7 +25,7 @@ import ot
 import torch
 from torch import Tensor
 
-from ._validation import check_callable, check_points, check_positive_float, check_positive_int
+from ._validation import check_callable, check_points, check_positive_float, check_positive_int, check_seed
 
 Metric = Callable[[Tensor, Tensor], float]
 
@@ -196,9 +196,13 @@ def moment_zscores(samples: Tensor, mean: Tensor, cov: Tensor) -> tuple[Tensor, 
     return z_mean, z_cov
 
 
-def _check_seed(seed: object, name: str = "seed") -> int:
+def _check_seed(seed: object, name: str = "seed", repeats: int = 0) -> int:
+    """A seed of the floor draws: they use ``seed + 1000 + 2 i + 1`` for ``i < repeats``, each < 2**32."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"{name} must be an int >= 0, got {seed!r}")
+    top = 2**32 - 1_001 - 2 * repeats
+    if seed >= top:
+        raise ValueError(f"{name} must be < {top} (the floor draws add up to {1_001 + 2 * repeats} to it), got {seed}")
     return seed
 
 
@@ -225,7 +229,7 @@ def noise_floor(
     check_callable(sampler, "sampler", "sampler(n, seed=...)")
     check_positive_int(n, "n")
     check_positive_int(repeats, "repeats")
-    seed = _check_seed(seed)
+    seed = _check_seed(seed, repeats=repeats)
     return float(np.mean([metric(*_floor_draws(sampler, n, seed, i)) for i in range(repeats)]))
 
 
@@ -281,7 +285,7 @@ class FloorReference:
         check_callable(metric, "metric", "metric(a, b)")
         self.n = check_positive_int(n, "n")
         self.repeats = check_positive_int(repeats, "repeats", minimum=2)
-        self.seed = _check_seed(seed)
+        self.seed = _check_seed(seed, repeats=repeats)
         self.metric = metric
         self.targets: list[Tensor] = []
         # With the sliced W2, each target's sorted projections are computed once, not once per use.
@@ -432,13 +436,24 @@ class DigitsClassifier(torch.nn.Module):
         self.num_classes = num_classes
 
     def features(self, images: Tensor) -> Tensor:
-        """Penultimate activations ``(B, feature_dim)``."""
+        """Penultimate activations ``(B, feature_dim)`` of ``images`` ``(B, 1, 8, 8)`` of the weights' dtype
+        (float32 unless the classifier was cast; float16 or float64 is a TypeError naming ``images``).
+
+        The values are checked too (finite): the classifier lives on the CPU, where that costs no
+        device synchronisation."""
         from .data import check_images
 
         images = check_images(images, "images", channels=1, size=8)
+        weight = self.head.weight
+        if images.dtype != weight.dtype:
+            raise TypeError(
+                f"images must have the dtype of the classifier's weights ({weight.dtype}), got {images.dtype}; "
+                f"cast them with images.to({weight.dtype})"
+            )
         return self.body(images)
 
     def forward(self, images: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` of ``images`` ``(B, 1, 8, 8)``; checks as in :meth:`features`."""
         return self.head(self.features(images))
 
 
@@ -455,6 +470,7 @@ def train_digits_classifier(
     images = check_images(images, "images", channels=1, size=8)
     labels = check_labels(labels, 10, images.shape[0], allow_null=False)
     check_positive_int(batch_size, "batch_size")
+    check_seed(seed, "seed")
     torch.manual_seed(seed)  # the initial weights too, so the result does not depend on earlier draws
     classifier = DigitsClassifier()
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1.0)

@@ -44,7 +44,7 @@ from ._validation import (
 from .losses import Divergence, cfm_loss, squared_euclidean
 from .paths import AffinePath, CondOTScheduler, PathSample
 from .solvers import solve_ode
-from .train import LossFunction, TrainResult, default_device, fit
+from .train import LossFunction, TrainResult, _check_device, fit
 
 #: The couplings understood by :func:`coupled_cfm_loss`.
 COUPLINGS = ("independent", "exact", "sinkhorn", "paired")
@@ -587,7 +587,7 @@ def coupled_cfm_loss(
     if batch_size % chunk:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of ot_batch_size ({chunk})")
     check_positive_float(reg, "reg")
-    device = torch.device(device) if device is not None else default_device()
+    device = _check_device(device)
     data = data.to(device)
     source = source.to(device) if source is not None else None
     path = path or AffinePath(CondOTScheduler())
@@ -629,7 +629,7 @@ def train_with_coupling(
 
     ``fit_kwargs`` go to :func:`fmbook.train.fit` (``lr``, ``device``, ``seed``, ``ema_decay``, ...).
     """
-    device = torch.device(fit_kwargs.pop("device", None) or default_device())
+    device = _check_device(fit_kwargs.pop("device", None))
     loss_fn = coupled_cfm_loss(
         data, batch_size, coupling, source=source, path=path, ot_batch_size=ot_batch_size, reg=reg, device=device
     )
