@@ -150,7 +150,7 @@ def test_fit_names_a_model_without_parameters():
     [
         (lambda m, s: 1.0, TypeError, "loss_fn must return a torch.Tensor, got float"),
         (lambda m, s: m(torch.zeros(2, 2), 0.5), ValueError, r"loss_fn must return a scalar loss, got shape \(2, 2\)"),
-        (lambda m, s: m(torch.zeros(2, 2), 0.5).sum().detach(), ValueError, "loss_fn returned a loss without a gradient"),
+        (lambda m, s: m(torch.zeros(2, 2), 0.5).sum().detach(), ValueError, "returned a loss without a gradient"),
     ],
 )
 def test_fit_names_a_loss_that_is_not_a_scalar_with_a_gradient(loss, error, match):
