@@ -185,9 +185,10 @@ def forward_chain(
     x = check_batch(x_data, "x_data")
     if keep is not None and (isinstance(keep, (str, bytes, Tensor)) or not hasattr(keep, "__iter__")):
         raise TypeError(f"keep must be None or a list of integer steps, got {type(keep).__name__}")
-    keep_set = set(range(schedule.T + 1)) if keep is None else set(keep)
-    if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= schedule.T for k in keep_set):
+    keep = list(range(schedule.T + 1)) if keep is None else list(keep)
+    if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= schedule.T for k in keep):
         raise ValueError(f"keep must hold integer steps in [0, {schedule.T}]")
+    keep_set = set(keep)
     out = {0: x} if 0 in keep_set else {}
     for k in range(1, schedule.T + 1):
         b = schedule.betas[k - 1].item()

@@ -167,9 +167,14 @@ def draw_probes(
     signs :math:`\pm 1`. Both have :math:`\mathbb E[\varepsilon\varepsilon^\top] = I`.
     ``generator`` (on the device of ``x``) makes the draw reproducible.
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        what = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor (the points the probes are for), got {what}")
     check_positive_int(n_probes, "n_probes")
-    if probe not in PROBES:
+    if not isinstance(probe, str) or probe not in PROBES:
         raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     shape = (n_probes, *x.shape)
     if probe == "gaussian":
         return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -356,9 +361,9 @@ def integrate_log_density(
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
     check_flag(create_graph, "create_graph")
-    if divergence not in DIVERGENCES:
+    if not isinstance(divergence, str) or divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
-    if method not in FIXED_STEP_METHODS and method not in ADAPTIVE_METHODS:
+    if not isinstance(method, str) or (method not in FIXED_STEP_METHODS and method not in ADAPTIVE_METHODS):
         raise ValueError(f"method must be one of {sorted(FIXED_STEP_METHODS) + list(ADAPTIVE_METHODS)}, got {method!r}")
     check_positive_int(n_probes, "n_probes")
     if probe not in PROBES:
@@ -432,10 +437,10 @@ def cnf_nll_loss(
     """
     data = check_points(data, "data")
     check_positive_int(batch_size, "batch_size")
-    if method not in FIXED_STEP_METHODS:
+    if not isinstance(method, str) or method not in FIXED_STEP_METHODS:
         raise ValueError(f"method must be a fixed-step method {sorted(FIXED_STEP_METHODS)}, got {method!r}")
     check_positive_int(steps, "steps")
-    if divergence not in DIVERGENCES:
+    if not isinstance(divergence, str) or divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
     check_positive_int(n_probes, "n_probes")
     if probe not in PROBES:
@@ -478,6 +483,8 @@ def continuity_residual(
     Returns:
         ``(B,)`` residuals.
     """
+    check_callable(log_density, "log_density", "log_density(x, t)")
+    check_callable(velocity, "velocity", "velocity(x, t)")
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     with torch.enable_grad():
@@ -555,6 +562,9 @@ def weak_continuity_sides(
     Returns:
         ``(lhs, rhs)``, each ``(K,)``.
     """
+    check_callable(test_function, "test_function", "test_function(x)")
+    check_callable(log_density, "log_density", "log_density(x, t)")
+    check_callable(velocity, "velocity", "velocity(x, t)")
     nodes = check_points(nodes, "nodes")
     if not isinstance(weights, Tensor) or weights.shape != (nodes.shape[0],):
         raise ValueError(f"weights must be a tensor of shape ({nodes.shape[0]},), one per node")

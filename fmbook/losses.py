@@ -209,8 +209,19 @@ def cfm_loss(
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_path(path: object) -> None:
+    if path is not None and not callable(getattr(path, "sample", None)):
+        raise TypeError(
+            f"path must be an AffinePath such as AffinePath(CondOTScheduler()), or have a "
+            f"sample(x0, x1, t) method, got {path!r}"
+        )
+
+
 def _gaussian_path_sample(x0: Tensor, x1: Tensor, t, path, generator):
     """Checked inputs, times (drawn from U[0, 1) when None) and the path coefficients."""
+    _check_path(path)
+    if path is not None and not isinstance(path, AffinePath):
+        raise TypeError(f"path must be an AffinePath (a Gaussian path), got {type(path).__name__}")
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
@@ -266,6 +277,7 @@ def denoising_score_matching_loss(
         generator: random generator for ``t``.
         reduction: ``"mean"`` (a scalar) or ``"none"`` (the per-sample losses ``(B,)``).
     """
+    check_callable(model, "model", "model(x_t, t)")
     x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
     sigma = path.scheduler.coefficients(t).sigma_t
     if bool((sigma <= 0).any()):
@@ -294,6 +306,7 @@ def noise_prediction_loss(
     the score-matching loss weighted by :math:`\sigma_t^2`, with :math:`\hat\varepsilon_\theta = -\sigma_t s_\theta`.
     Arguments as in :func:`denoising_score_matching_loss`; finite at every t in [0, 1].
     """
+    check_callable(model, "model", "model(x_t, t)")
     x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
     sample = path.sample(x0, x1, t)
     return _reduce(_flat(_checked_call(model, sample.x_t, t) - x0).pow(2).sum(1), reduction)
@@ -366,6 +379,7 @@ def ddpm_loss(
         generator: random generator for ``k`` and the noise.
         reduction: ``"mean"`` or ``"none"``.
     """
+    check_callable(model, "model", "model(x, t)")
     if not isinstance(schedule, DDPMSchedule):
         raise TypeError(f"schedule must be a fmbook.ddpm.DDPMSchedule, got {type(schedule).__name__}")
     x1 = check_batch(x1, "x1")

@@ -25,14 +25,21 @@ import ot
 import torch
 from torch import Tensor
 
-from ._validation import check_callable, check_points, check_positive_float, check_positive_int, check_seed
+from ._validation import (
+    check_callable,
+    check_points,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+    check_tensor,
+)
 
 Metric = Callable[[Tensor, Tensor], float]
 
 
-def _pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    a = check_points(a, "a")
-    b = check_points(b, "b", dim=a.shape[1])
+def _pair(a: Tensor, b: Tensor, names: tuple[str, str] = ("a", "b")) -> tuple[Tensor, Tensor]:
+    a = check_points(a, names[0])
+    b = check_points(b, names[1], dim=a.shape[1])
     return a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
 
 
@@ -365,7 +372,7 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     :math:`d^2` (the usual convention of the FID), computed in float64 with symmetric
     eigen-decompositions, and clamped at 0 against rounding.
     """
-    a, b = _pair(features_a, features_b)
+    a, b = _pair(features_a, features_b, ("features_a", "features_b"))
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError(f"features_a and features_b need at least 2 rows each, got {a.shape[0]} and {b.shape[0]}")
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -396,6 +403,7 @@ def nearest_neighbour_distances(samples: Tensor, reference: Tensor) -> Tensor:
         if not isinstance(value, Tensor) or value.ndim < 2 or value.shape[0] == 0:
             shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(f"{name} must be a non-empty tensor (n, ...), got {shape}")
+        check_tensor(value, name)
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(
             f"samples and reference must have the same event shape, got {tuple(samples.shape[1:])} "
@@ -485,6 +493,13 @@ def train_digits_classifier(
     return classifier.eval()
 
 
+def _check_classifier(classifier: object) -> None:
+    if not isinstance(classifier, DigitsClassifier):
+        raise TypeError(
+            f"classifier must be a DigitsClassifier (from train_digits_classifier), got {type(classifier).__name__}"
+        )
+
+
 @torch.no_grad()
 def classifier_accuracy(classifier: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
     """The share of ``images`` ``(B, 1, 8, 8)`` that ``classifier`` assigns to ``labels`` ``(B,)``: for
@@ -492,6 +507,7 @@ def classifier_accuracy(classifier: DigitsClassifier, images: Tensor, labels: Te
     from .data import check_images
     from .models import check_labels
 
+    _check_classifier(classifier)
     images = check_images(images, "images", channels=1, size=8)
     labels = check_labels(labels, classifier.num_classes, images.shape[0], allow_null=False)
     predicted = classifier(images.detach().to("cpu", torch.float32)).argmax(dim=1)
@@ -501,6 +517,11 @@ def classifier_accuracy(classifier: DigitsClassifier, images: Tensor, labels: Te
 @torch.no_grad()
 def digits_frechet_distance(classifier: DigitsClassifier, images_a: Tensor, images_b: Tensor) -> float:
     """:func:`frechet_distance` between the classifier features of two sets of digits ``(B, 1, 8, 8)``."""
+    from .data import check_images
+
+    _check_classifier(classifier)
+    images_a = check_images(images_a, "images_a", channels=1, size=8)
+    images_b = check_images(images_b, "images_b", channels=1, size=8)
     fa = classifier.features(images_a.detach().to("cpu", torch.float32))
     fb = classifier.features(images_b.detach().to("cpu", torch.float32))
     return frechet_distance(fa, fb)

@@ -143,6 +143,10 @@ def check_labels(labels: object, num_classes: int, batch: int, allow_null: bool 
     """
     if not isinstance(allow_null, bool):
         raise TypeError(f"allow_null must be True or False, got {allow_null!r}")
+    check_positive_int(num_classes, "num_classes")
+    check_positive_int(batch, "batch", minimum=0)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -187,6 +191,10 @@ class ConditionalMLPVelocityField(nn.Module):
         check_positive_int(width, "width")
         check_positive_int(depth, "depth")
         check_positive_int(class_embedding_dim, "class_embedding_dim")
+        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
+        if time_embedding_dim % 2:
+            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
+        check_positive_float(max_frequency, "max_frequency")
         self.dim = dim
         self.num_classes = num_classes
         self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, max_frequency)
@@ -303,6 +311,9 @@ class UNet(nn.Module):
         check_positive_int(in_channels, "in_channels")
         check_positive_int(channels, "channels")
         check_positive_int(cond_channels, "cond_channels", minimum=0)
+        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
+        if time_embedding_dim % 2:
+            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
         if num_classes is not None:
             check_positive_int(num_classes, "num_classes")
         if num_classes is not None and cond_channels:

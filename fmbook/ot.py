@@ -475,6 +475,8 @@ def curl_2d(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: float | 
     Computed by automatic differentiation; ``velocity(x, t)`` must be differentiable in ``x``.
     A gradient field :math:`v = \nabla\phi` has zero curl. Returns ``(B,)``.
     """
+    if not callable(velocity):
+        raise TypeError(f"velocity must be callable as velocity(x, t), got {type(velocity).__name__}")
     x = check_points(x, "x", dim=2)
     t = as_time(t, x.shape[0], x)
     with torch.enable_grad():
@@ -587,6 +589,8 @@ def coupled_cfm_loss(
     if batch_size % chunk:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of ot_batch_size ({chunk})")
     check_positive_float(reg, "reg")
+    if path is not None and not callable(getattr(path, "sample", None)):
+        raise TypeError(f"path must be an AffinePath or a CurvedPath (with sample(x0, x1, t)), got {path!r}")
     device = _check_device(device)
     data = data.to(device)
     source = source.to(device) if source is not None else None
@@ -668,6 +672,8 @@ def reflow_coupling(
     Returns:
         :class:`Coupling` of ``x0`` and the end points, both on the device of ``x0``.
     """
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
     x0 = check_points(x0, "x0")
     check_positive_int(steps, "steps")
     check_positive_int(chunk, "chunk")

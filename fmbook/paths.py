@@ -487,7 +487,7 @@ def coefficient_limits(scheduler: Scheduler, parameterization: str, end: int, ga
     """
     check_scheduler(scheduler)
     _check_parameterization(parameterization, "parameterization")
-    if end not in (0, 1):
+    if isinstance(end, bool) or not isinstance(end, int) or end not in (0, 1):
         raise ValueError(f"end must be 0 (noise end) or 1 (data end), got {end!r}")
     gap = check_unit_interval(gap, "gap", open_low=True, open_high=True)
     g = torch.tensor([gap, gap / 10], dtype=torch.float64)
@@ -866,9 +866,13 @@ def gaussian_marginal_velocity(x: Tensor, t: TimeLike, mean: Tensor | float, std
     t = as_time(t, x.shape[0], x)
     if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
         raise ValueError(f"std must be a positive finite number, got {std!r}")
+    if isinstance(mean, bool) or not isinstance(mean, (int, float, Tensor)):
+        raise TypeError(f"mean must be a float or a tensor ({x.shape[1]},), got {type(mean).__name__}")
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
     if mean.ndim > 1 or (mean.ndim == 1 and mean.shape[0] != x.shape[1]):
         raise ValueError(f"mean must be a float or have shape ({x.shape[1]},), got {tuple(mean.shape)}")
+    if not bool(torch.isfinite(mean).all()):
+        raise ValueError("mean must contain only finite values (found NaN or inf)")
     t = t[:, None]
     variance = (1 - t) ** 2 + t**2 * std**2
     return mean + (t * std**2 - (1 - t)) / variance * (x - t * mean)

@@ -232,16 +232,17 @@ def _check_ends_agree(t_eval: Tensor, t0: object, t1: object) -> None:
 class _CountingVelocity:
     """Wraps a velocity: counts evaluations and checks the shape of its output."""
 
-    def __init__(self, velocity: Velocity, shape: torch.Size) -> None:
-        check_callable(velocity, "velocity", "velocity(x, t)")
+    def __init__(self, velocity: Velocity, shape: torch.Size, name: str = "velocity") -> None:
+        check_callable(velocity, name, f"{name}(x, t)")
         self.velocity = velocity
         self.shape = shape
+        self.name = name
         self.nfe = 0
         self.last: tuple[Tensor, Tensor] | None = None  # the last (t, output), read only after a failure
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
-        out = check_model_output(self.velocity(x, t), self.shape, "velocity(x, t)")
+        out = check_model_output(self.velocity(x, t), self.shape, f"{self.name}(x, t)")
         self.last = (t, out)
         return out
 
@@ -537,6 +538,9 @@ Diffusion = float | Callable[[Tensor], Tensor | float]
 
 def diffusion_at(g: Diffusion, t: Tensor) -> Tensor:
     """Evaluate a diffusion coefficient at times ``t`` ``(B,)``; returns ``(B,)`` and checks g_t >= 0."""
+    if not isinstance(t, Tensor) or t.ndim != 1 or not t.is_floating_point():
+        what = f"shape {tuple(t.shape)}, {t.dtype}" if isinstance(t, Tensor) else type(t).__name__
+        raise TypeError(f"t must be a floating-point tensor of times (B,), got {what}")
     if callable(g):
         value = g(t)
         value = torch.as_tensor(value, dtype=t.dtype, device=t.device).expand(t.shape[0])
@@ -547,7 +551,7 @@ def diffusion_at(g: Diffusion, t: Tensor) -> Tensor:
         raise TypeError(f"g (the diffusion coefficient) must be a number >= 0 or a callable g(t), got {kind}")
     if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
         low = value.min().item()
-        raise ValueError(f"g_t (the diffusion coefficient) must be finite and >= 0, got values down to {low:.4g}")
+        raise ValueError(f"g (the diffusion coefficient g_t) must be finite and >= 0, got values down to {low:.4g}")
     return value
 
 
@@ -735,7 +739,7 @@ def euler_maruyama(
         raise ValueError("the SDE is integrated forward in time: t_grid (or t0 < t1) must increase")
     grid = grid.to(device=x.device, dtype=torch.float64)
     gen = _generator_for(generator, x)
-    counted = _CountingVelocity(drift, x.shape)
+    counted = _CountingVelocity(drift, x.shape, "drift")
     diffusion_at(g, grid[:1].to(x.dtype))  # fail early on a bad g
     states = [x] if return_trajectory else None
     for i in range(grid.shape[0] - 1):

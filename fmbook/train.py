@@ -294,6 +294,9 @@ def local_rows(x: Tensor) -> Tensor:
     so that every process holds the same number of rows and the average of the processes'
     mean losses is the mean loss of the global batch.
     """
+    if not isinstance(x, Tensor) or x.ndim == 0:
+        what = "a 0-d tensor" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"x must be a batch tensor (B, ...), got {what}")
     rank, size = world()
     if size == 1:
         return x
@@ -910,6 +913,8 @@ def null_condition_of(model: nn.Module, like: Tensor) -> Tensor:
     Class labels (an integer tensor): ``model.null_class`` (the extra class of the embedding
     table); any other condition (e.g. a low-resolution image): zeros.
     """
+    if not isinstance(like, Tensor):
+        raise TypeError(f"like must be a tensor of conditions, got {type(like).__name__}")
     if like.is_floating_point():
         return torch.zeros_like(like)
     null = getattr(_unwrap(model), "null_class", None)
@@ -972,6 +977,8 @@ def train_conditional_flow_matching(
 
 def copy_to_cpu(model: nn.Module) -> nn.Module:
     """A CPU copy of a trained model, e.g. to plot or to compute exact metrics with POT."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return copy.deepcopy(_unwrap(model)).to("cpu")
 
 
@@ -988,6 +995,14 @@ def _check_scale(scale: object, name: str = "guidance_scale") -> float:
     return float(scale)
 
 
+def _check_predictions(a: object, b: object, names: tuple[str, str]) -> None:
+    """Floating-point tensors (metadata only: the guided field is evaluated at every solver step)."""
+    for name, value in zip(names, (a, b)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            what = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"{name} must be a floating-point tensor, got {what}")
+
+
 def combine_guidance(v_cond: Tensor, v_uncond: Tensor, guidance_scale: float) -> Tensor:
     r"""Classifier-free guidance: :math:`\tilde v = v(x, t, \varnothing) + w\,(v(x, t, c) - v(x, t, \varnothing))`.
 
@@ -995,6 +1010,7 @@ def combine_guidance(v_cond: Tensor, v_uncond: Tensor, guidance_scale: float) ->
     further along the conditional direction. Shapes: ``(B, ...)`` in and out.
     """
     w = _check_scale(guidance_scale)
+    _check_predictions(v_cond, v_uncond, ("v_cond", "v_uncond"))
     if v_cond.shape != v_uncond.shape:
         raise ValueError(
             f"v_cond and v_uncond must have the same shape, got {tuple(v_cond.shape)} and {tuple(v_uncond.shape)}"
@@ -1024,6 +1040,7 @@ def combine_guidance_ho_salimans(pred_cond: Tensor, pred_uncond: Tensor, w_ho_sa
     ``combine_guidance(pred_cond, pred_uncond, guidance_scale_from_ho_salimans(w_ho_salimans))``.
     """
     w = _check_scale(w_ho_salimans, "w_ho_salimans")
+    _check_predictions(pred_cond, pred_uncond, ("pred_cond", "pred_uncond"))
     if pred_cond.shape != pred_uncond.shape:
         raise ValueError(
             f"pred_cond and pred_uncond must have the same shape, got {tuple(pred_cond.shape)} "
@@ -1126,6 +1143,8 @@ def sample_with_guidance(
     from .solvers import solve_ode
 
     _check_scale(guidance_scale)
+    if not isinstance(model, nn.Module) or next(_unwrap(model).parameters(), None) is None:
+        raise TypeError(f"model must be a conditional torch.nn.Module with parameters, got {type(model).__name__}")
     if not isinstance(c, Tensor) or c.ndim < 1 or c.shape[0] == 0:
         raise TypeError(f"c must be a non-empty tensor of conditions (B, ...), got {type(c).__name__}")
     device = next(_unwrap(model).parameters()).device
@@ -1141,8 +1160,10 @@ def sample_with_guidance(
     if x0 is None:
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         x0 = torch.randn((c.shape[0], *shape), generator=g).to(device)
-    elif tuple(x0.shape) != (c.shape[0], *shape):
-        raise ValueError(f"x0 must have shape {(c.shape[0], *shape)}, got {tuple(x0.shape)}")
+    else:
+        x0 = check_batch(x0, "x0")
+        if tuple(x0.shape) != (c.shape[0], *shape):
+            raise ValueError(f"x0 must have shape {(c.shape[0], *shape)}, got {tuple(x0.shape)}")
     velocity = guided_velocity(model, c, guidance_scale, interval)
     return solve_ode(velocity, x0.to(device), steps=steps, method=method).x
 
