@@ -235,8 +235,12 @@ def gaussian_icfm_velocity(
     m0, s0, m1, s1 = _gaussian_1d_parameters(mean0, std0, mean1, std1)
     x = check_points(x, "x", dim=1)
     t = as_time(t, x.shape[0], x)[:, None]
-    var_t = (1 - t) ** 2 * s0**2 + t**2 * s1**2
-    return (m1 - m0) + (t * s1**2 - (1 - t) * s0**2) / var_t * (x - ((1 - t) * m0 + t * m1))
+    # The ratio with both variances divided by the larger one: no overflow for standard deviations
+    # up to the float maximum (s0 = 2e19 squares past float32's range).
+    scale = max(s0, s1)
+    r0, r1 = s0 / scale, s1 / scale
+    var_t = (1 - t) ** 2 * r0**2 + t**2 * r1**2
+    return (m1 - m0) + (t * r1**2 - (1 - t) * r0**2) / var_t * (x - ((1 - t) * m0 + t * m1))
 
 
 def gaussian_icfm_energy(mean0: float, std0: float, mean1: float, std1: float) -> float:

@@ -418,11 +418,13 @@ def test_bad_inputs_give_a_clear_error_or_a_finite_result():
 _DRIVEN = [(case, p) for case in _cases() if case.baseline is not None for p in case.parameters]
 
 
-@settings(max_examples=400, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     which=st.integers(0, len(_DRIVEN) - 1),
     value=st.one_of(
-        st.floats(allow_nan=True, allow_infinity=True, width=64),
+        # NaN, inf, and finite values up to 1e18: beyond, squares exceed float32's range (3.4e38), where
+        # inf is the correctly rounded answer, not a fault (gaussian_icfm_velocity is exact up to there).
+        st.floats(min_value=-1e18, max_value=1e18) | st.sampled_from([math.nan, math.inf, -math.inf]),
         st.integers(-8, 64),  # small: a huge number of steps or points is a long run, not a bad input
         st.text(max_size=3),
         st.none(),
