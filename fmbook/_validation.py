@@ -159,3 +159,43 @@ def check_model_output(out: object, expected_shape: torch.Size, name: str = "mod
             f"got {tuple(out.shape)}"
         )
     return out
+
+
+def check_flag(value: object, name: str) -> bool:
+    """Check that ``value`` is True or False (a string such as ``"no"`` is not, though it is truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+#: Seeds are used by Python's, NumPy's and scikit-learn's generators too, which take 0 <= seed < 2**32.
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: object, name: str = "seed", margin: int = 0) -> int:
+    """Check a seed: an int (not a bool) with ``0 <= value < 2**32 - margin`` (``margin``: the
+    largest offset the caller adds to it)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    top = SEED_LIMIT - margin
+    if value >= top:
+        limit = "2**32" if margin == 0 else f"2**32 - {margin} = {top}"
+        raise ValueError(f"{name} must be < {limit} (NumPy and scikit-learn take seeds below 2**32), got {value}")
+    return value
+
+
+def check_finite_result(x: Tensor, culprit: str, what: str = "the result") -> Tensor:
+    """Check, once at the end of a computation, that ``x`` is finite; otherwise a ValueError that
+    blames ``culprit`` (e.g. ``"velocity"``): the inputs were checked, so NaN or inf came from it.
+
+    One host sync: call it after a solve, never at each of its steps."""
+    finite = torch.isfinite(x.detach()).reshape(x.shape[0], -1).all(dim=1) if x.ndim else torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(
+            f"{what} is not finite in {bad} of {finite.numel()} samples: {culprit} returned NaN or inf, or the "
+            "solution diverged (look for NaN weights in the model, or take smaller steps)"
+        )
+    return x

@@ -258,6 +258,9 @@ def load_digits_split(heldout_fraction: float = 0.25, seed: int = 0) -> DigitsSp
 
 def check_images(x: object, name: str = "images", channels: int | None = None, size: int | None = None) -> Tensor:
     """Check a batch of images: a finite float tensor ``(B, C, H, W)`` (``C``, ``H = W`` if given)."""
+    for label, value in (("channels", channels), ("size", size)):
+        if value is not None:
+            check_positive_int(value, label)
     x = check_batch(x, name)
     if x.ndim != 4:
         raise ValueError(f"{name} must have shape (batch, channels, height, width), got {tuple(x.shape)}")

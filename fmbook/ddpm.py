@@ -33,7 +33,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._validation import check_batch, check_model_output, check_positive_float, check_positive_int, check_unit_interval
+from ._validation import (
+    check_batch,
+    check_callable,
+    check_finite_result,
+    check_flag,
+    check_model_output,
+    check_positive_float,
+    check_positive_int,
+    check_unit_interval,
+)
 from .paths import SIGMA_FLOOR, Scheduler, SchedulerOutput, convert
 
 NoiseModel = Callable[[Tensor, Tensor], Tensor]
@@ -82,6 +91,15 @@ class DDPMSchedule:
     def __repr__(self) -> str:
         b = self.betas
         return f"DDPMSchedule(T={self.T}, beta_1={b[0].item():.3g}, beta_T={b[-1].item():.3g})"
+
+
+def check_schedule(schedule: object, name: str = "schedule") -> DDPMSchedule:
+    """Check that ``schedule`` is a :class:`DDPMSchedule` (e.g. ``linear_schedule(1000)``)."""
+    if not isinstance(schedule, DDPMSchedule):
+        raise TypeError(
+            f"{name} must be a fmbook.ddpm.DDPMSchedule such as linear_schedule(1000), got {type(schedule).__name__}"
+        )
+    return schedule
 
 
 def _check_steps(k: object, T: int, minimum: int = 0) -> Tensor:  # noqa: N803
@@ -142,6 +160,7 @@ def q_sample(x_data: Tensor, k: Tensor, schedule: DDPMSchedule, noise: Tensor) -
         schedule: the beta schedule.
         noise: :math:`\varepsilon`, same shape as ``x_data``.
     """
+    check_schedule(schedule)
     x_data = check_batch(x_data, "x_data")
     noise = check_batch(noise, "noise")
     if noise.shape != x_data.shape:
@@ -162,10 +181,14 @@ def forward_chain(
     Returns ``{k: x_k}`` for the steps in ``keep`` (all of ``0..T`` when None), each ``(B, ...)``.
     This is the definition that :func:`q_sample` shortcuts.
     """
+    check_schedule(schedule)
     x = check_batch(x_data, "x_data")
-    keep_set = set(range(schedule.T + 1)) if keep is None else set(keep)
-    if any(not isinstance(k, int) or not 0 <= k <= schedule.T for k in keep_set):
+    if keep is not None and (isinstance(keep, (str, bytes, Tensor)) or not hasattr(keep, "__iter__")):
+        raise TypeError(f"keep must be None or a list of integer steps, got {type(keep).__name__}")
+    keep = list(range(schedule.T + 1)) if keep is None else list(keep)
+    if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= schedule.T for k in keep):
         raise ValueError(f"keep must hold integer steps in [0, {schedule.T}]")
+    keep_set = set(keep)
     out = {0: x} if 0 in keep_set else {}
     for k in range(1, schedule.T + 1):
         b = schedule.betas[k - 1].item()
@@ -244,10 +267,17 @@ def ancestral_step(
     k = 1, no noise is added and the step returns the mean of :math:`x_{k-1}` given :math:`x_k`.
     ``eps`` is the noise prediction :math:`\hat\varepsilon(x_k, t_k)`, shape ``(B, ...)`` like ``x``.
     """
+    check_schedule(schedule)
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= schedule.T:
         raise ValueError(f"k must be an int step in [1, {schedule.T}], got {k!r}")
+    for name, value in (("x", x), ("eps", eps)) + ((("noise", noise),) if noise is not None else ()):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            what = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"{name} must be a floating-point tensor, got {what}")
+        if value.shape != x.shape or x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"{name} must have the shape of x (batch, ...), got {tuple(value.shape)}")
     ab, b = schedule.alpha_bar, schedule.betas[k - 1].item()
     x = (x - b / math.sqrt(1 - ab[k].item()) * eps) / math.sqrt(1 - b)
     if k > 1 and noise is not None:
@@ -282,10 +312,14 @@ def ancestral_sample(
         return_trajectory: also return the T + 1 states.
 
     Returns:
-        :class:`SamplerResult` with NFE = T.
+        :class:`SamplerResult` with NFE = T. The end state is checked once: NaN or inf there raises a
+        ValueError that names ``model``.
     """
+    check_callable(model, "model", "model(x, t)")
+    check_schedule(schedule)
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
+    check_flag(return_trajectory, "return_trajectory")
     x = check_batch(x_T, "x_T")
     T = schedule.T  # noqa: N806
     states = [x] if return_trajectory else None
@@ -294,6 +328,7 @@ def ancestral_sample(
         x = ancestral_step(eps, x, k, schedule, variance, _noise(x, generator) if k > 1 else None)
         if states is not None:
             states.append(x)
+    check_finite_result(x, "model", "the sample")
     return SamplerResult(x, T, torch.stack(states, 1) if states is not None else None)
 
 
@@ -368,9 +403,13 @@ def ddim_sample(
     with the posterior variance when ``steps = T``.
 
     Returns:
-        :class:`SamplerResult` with NFE = ``steps``.
+        :class:`SamplerResult` with NFE = ``steps``. The end state is checked once: NaN or inf there
+        raises a ValueError that names ``model``.
     """
+    check_callable(model, "model", "model(x, t)")
+    check_schedule(schedule)
     check_positive_float(eta, "eta", allow_zero=True)
+    check_flag(return_trajectory, "return_trajectory")
     x = check_batch(x_T, "x_T")
     ks = ddim_timesteps(schedule.T, steps)
     ab = schedule.alpha_bar
@@ -385,6 +424,7 @@ def ddim_sample(
             x = x + s * _noise(x, generator)
         if states is not None:
             states.append(x)
+    check_finite_result(x, "model", "the sample")
     return SamplerResult(x, steps, torch.stack(states, 1) if states is not None else None)
 
 
@@ -401,7 +441,8 @@ def probability_flow_velocity(model: NoiseModel, scheduler: Scheduler) -> Callab
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
     if not isinstance(scheduler, Scheduler):
-        raise TypeError(f"scheduler must be a Scheduler, got {type(scheduler).__name__}")
+        kind = type(scheduler).__name__
+        raise TypeError(f"scheduler must be a fmbook.paths.Scheduler such as DiscreteVPScheduler(schedule), got {kind}")
 
     def velocity(x: Tensor, t: Tensor) -> Tensor:
         return convert(model(x, t), "epsilon", "velocity", x, t, scheduler, clamp=True)

@@ -37,13 +37,16 @@ from torch import Tensor, nn
 
 from ._validation import (
     as_time,
+    broadcast_time,
     check_batch,
+    check_callable,
+    check_flag,
     check_model_output,
     check_points,
     check_positive_float,
     check_positive_int,
 )
-from .solvers import FIXED_STEP_METHODS, _check_grid, solve_adaptive, solve_ode, time_grid
+from .solvers import FIXED_STEP_METHODS, _check_grid, _integrate_fixed, solve_adaptive, time_grid
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 LogDensity = Callable[[Tensor], Tensor]
@@ -102,6 +105,26 @@ def _with_grad(x: Tensor, create_graph: bool) -> Tensor:
     return x.detach().requires_grad_(True)
 
 
+def _grad_or_zeros(output: Tensor, x: Tensor, create_graph: bool) -> Tensor:
+    """The gradient of ``output`` (a scalar) in ``x``, or zeros where it does not depend on ``x``
+    (a velocity constant in x has divergence 0; autograd would say "does not require grad")."""
+    if not output.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(output, x, create_graph=create_graph, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(x) if g is None else g
+
+
+def _divergence_args(velocity: object, x: object, t: object, create_graph: object) -> Tensor:
+    """Check the arguments of a divergence (metadata only: no host sync, as the log-density's ODE calls
+    it at every evaluation); returns ``t`` as ``(B,)``."""
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2 or x.shape[0] == 0:
+        what = f"dtype {x.dtype}, shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor of shape (batch, ...) with batch >= 1, got {what}")
+    check_flag(create_graph, "create_graph")
+    return broadcast_time(t, x.shape[0], x)
+
+
 def _velocity(velocity: Velocity, x: Tensor, t: Tensor) -> Tensor:
     return check_model_output(velocity(x, t), x.shape, "model(x, t)")
 
@@ -118,15 +141,17 @@ def exact_divergence(velocity: Velocity, x: Tensor, t: Tensor, create_graph: boo
         create_graph: keep the graph of the result (for training through it).
 
     Returns:
-        ``(v, div)``: ``v`` of the shape of ``x`` and ``div`` of shape ``(B,)``.
+        ``(v, div)``: ``v`` of the shape of ``x`` and ``div`` of shape ``(B,)``. A velocity that does not
+        depend on ``x`` has divergence 0.
     """
+    t = _divergence_args(velocity, x, t, create_graph)
     with torch.enable_grad():
         x = _with_grad(x, create_graph)
         v = _velocity(velocity, x, t)
         flat_v = v.reshape(v.shape[0], -1)
         div = torch.zeros(x.shape[0], dtype=v.dtype, device=v.device)
         for i in range(flat_v.shape[1]):
-            (g,) = torch.autograd.grad(flat_v[:, i].sum(), x, create_graph=create_graph, retain_graph=True)
+            g = _grad_or_zeros(flat_v[:, i].sum(), x, create_graph)
             div = div + g.reshape(g.shape[0], -1)[:, i]
     if not create_graph:
         v, div = v.detach(), div.detach()
@@ -142,9 +167,14 @@ def draw_probes(
     signs :math:`\pm 1`. Both have :math:`\mathbb E[\varepsilon\varepsilon^\top] = I`.
     ``generator`` (on the device of ``x``) makes the draw reproducible.
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        what = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor (the points the probes are for), got {what}")
     check_positive_int(n_probes, "n_probes")
-    if probe not in PROBES:
+    if not isinstance(probe, str) or probe not in PROBES:
         raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     shape = (n_probes, *x.shape)
     if probe == "gaussian":
         return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -169,9 +199,11 @@ def hutchinson_divergence(
         create_graph: keep the graph of the result (for training through it).
 
     Returns:
-        ``(v, div)``: ``v`` like ``x`` and ``div`` ``(B,)``, the mean over the K probes.
+        ``(v, div)``: ``v`` like ``x`` and ``div`` ``(B,)``, the mean over the K probes (0 for a velocity
+        that does not depend on ``x``).
     """
-    if not isinstance(probes, Tensor) or probes.shape[1:] != x.shape:
+    t = _divergence_args(velocity, x, t, create_graph)
+    if not isinstance(probes, Tensor) or probes.shape[1:] != x.shape or probes.shape[0] == 0:
         shape = tuple(probes.shape) if isinstance(probes, Tensor) else type(probes).__name__
         raise ValueError(f"probes must have shape (n_probes, *x.shape) = (K, {tuple(x.shape)}), got {shape}")
     with torch.enable_grad():
@@ -179,7 +211,7 @@ def hutchinson_divergence(
         v = _velocity(velocity, x, t)
         div = torch.zeros(x.shape[0], dtype=v.dtype, device=v.device)
         for eps in probes:
-            (g,) = torch.autograd.grad((v * eps).sum(), x, create_graph=create_graph, retain_graph=True)
+            g = _grad_or_zeros((v * eps).sum(), x, create_graph)
             div = div + (g * eps).reshape(x.shape[0], -1).sum(dim=1)
         div = div / probes.shape[0]
     if not create_graph:
@@ -328,9 +360,10 @@ def integrate_log_density(
     x = check_batch(x, "x")
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
-    if divergence not in DIVERGENCES:
+    check_flag(create_graph, "create_graph")
+    if not isinstance(divergence, str) or divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
-    if method not in FIXED_STEP_METHODS and method not in ADAPTIVE_METHODS:
+    if not isinstance(method, str) or (method not in FIXED_STEP_METHODS and method not in ADAPTIVE_METHODS):
         raise ValueError(f"method must be one of {sorted(FIXED_STEP_METHODS) + list(ADAPTIVE_METHODS)}, got {method!r}")
     check_positive_int(n_probes, "n_probes")
     if probe not in PROBES:
@@ -356,7 +389,8 @@ def integrate_log_density(
     dynamics = _AugmentedDynamics(model, x.shape[1:], divergence, probes, create_graph)
     z1 = torch.cat([x.reshape(x.shape[0], -1), x.new_zeros(x.shape[0], 1)], dim=1)
     if method in FIXED_STEP_METHODS:
-        sol = solve_ode(dynamics, z1, method=method, t_grid=t_grid)
+        # Training (create_graph) checks its loss in fit; elsewhere the end state is checked once.
+        sol = _integrate_fixed(dynamics, z1, t_grid, method, False, None if create_graph else "model")
     else:
         sol = solve_adaptive(dynamics, z1, t0=1.0, t1=0.0, rtol=rtol, atol=atol, method=method)
     x0 = sol.x[:, :-1].reshape(x.shape)
@@ -403,10 +437,10 @@ def cnf_nll_loss(
     """
     data = check_points(data, "data")
     check_positive_int(batch_size, "batch_size")
-    if method not in FIXED_STEP_METHODS:
+    if not isinstance(method, str) or method not in FIXED_STEP_METHODS:
         raise ValueError(f"method must be a fixed-step method {sorted(FIXED_STEP_METHODS)}, got {method!r}")
     check_positive_int(steps, "steps")
-    if divergence not in DIVERGENCES:
+    if not isinstance(divergence, str) or divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
     check_positive_int(n_probes, "n_probes")
     if probe not in PROBES:
@@ -449,6 +483,8 @@ def continuity_residual(
     Returns:
         ``(B,)`` residuals.
     """
+    check_callable(log_density, "log_density", "log_density(x, t)")
+    check_callable(velocity, "velocity", "velocity(x, t)")
     x = check_points(x, "x")
     t = as_time(t, x.shape[0], x)
     with torch.enable_grad():
@@ -526,6 +562,9 @@ def weak_continuity_sides(
     Returns:
         ``(lhs, rhs)``, each ``(K,)``.
     """
+    check_callable(test_function, "test_function", "test_function(x)")
+    check_callable(log_density, "log_density", "log_density(x, t)")
+    check_callable(velocity, "velocity", "velocity(x, t)")
     nodes = check_points(nodes, "nodes")
     if not isinstance(weights, Tensor) or weights.shape != (nodes.shape[0],):
         raise ValueError(f"weights must be a tensor of shape ({nodes.shape[0]},), one per node")
@@ -592,7 +631,11 @@ class AffineGaussianFlow(nn.Module):
         return torch.linalg.solve_triangular(self.matrix(t), rhs, upper=False)[:, :, 0]
 
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """The velocity :math:`u_t(x)` at ``x`` ``(B, d)``, ``t`` a float or ``(B,)``; returns ``(B, d)``."""
+        """The velocity :math:`u_t(x)` at ``x`` ``(B, d)``, ``t`` a float or ``(B,)``; returns ``(B, d)``.
+
+        Unlike the networks of :mod:`fmbook.models` this closed-form reference checks values too
+        (finite ``x``, ``t`` in [0, 1]): it is a test field, not a network trained step by step, so a
+        host synchronisation per call costs nothing that matters."""
         x = check_points(x, "x", dim=self.dim)
         t = as_time(t, x.shape[0], x)
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)

@@ -84,8 +84,23 @@ class Bregman:
         return (self.hess_phi(b_flat) @ (b_flat - a_flat)[:, :, None])[:, :, 0].reshape(b.shape)
 
 
-#: phi(x) = ||x||^2 gives D(a, b) = ||a - b||^2, the loss of the book's main text.
-squared_euclidean = Bregman(
+@dataclass(frozen=True)
+class _SquaredEuclidean(Bregman):
+    r"""The Bregman divergence of :math:`\phi(x) = \lVert x\rVert^2`, evaluated as :math:`\lVert a - b\rVert^2`.
+
+    The Bregman form :math:`\phi(a) - \phi(b) - \langle 2b, a - b\rangle` is the same number in exact
+    arithmetic, but subtracts terms of size :math:`\lVert a\rVert^2` to get one of size :math:`\lVert a - b\rVert^2`:
+    for targets at a distance :math:`10^{3}` from the origin it is 7 percent off in float32, at
+    :math:`10^{4}` a factor 29. The direct form is exact to rounding at every offset.
+    """
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        _check_pair(a, b)
+        return (_flat(a) - _flat(b)).square().sum(dim=1)
+
+
+#: phi(x) = ||x||^2 gives D(a, b) = ||a - b||^2, the loss of the book's main text (computed directly).
+squared_euclidean = _SquaredEuclidean(
     "squared Euclidean",
     lambda x: (x**2).sum(1),
     lambda x: 2 * x,
@@ -118,6 +133,19 @@ def log_cosh_distance(a: Tensor, b: Tensor) -> Tensor:
     _check_pair(a, b)
     d = _flat(a) - _flat(b)
     return (torch.nn.functional.softplus(2 * d) - d - math.log(2.0)).sum(dim=1)
+
+
+def _check_model_dtype(model: object, x0: Tensor) -> None:
+    """A TypeError naming ``x0`` and ``x1`` when they are not of the dtype of an ``nn.Module``'s weights
+    (metadata only; under autocast any float input is fine)."""
+    if not isinstance(model, nn.Module) or torch.is_autocast_enabled(x0.device.type):
+        return
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and x0.dtype != weight.dtype:
+        raise TypeError(
+            f"x0 and x1 must have the dtype of the model's weights ({weight.dtype}), got {x0.dtype}; cast them "
+            f"with x.to({weight.dtype}) (the training recipes of fmbook.train cast their data themselves)"
+        )
 
 
 def cfm_loss(
@@ -155,6 +183,7 @@ def cfm_loss(
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
+    _check_model_dtype(model, x0)
     if t is None:
         t = torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
     else:
@@ -180,8 +209,19 @@ def cfm_loss(
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_path(path: object) -> None:
+    if path is not None and not callable(getattr(path, "sample", None)):
+        raise TypeError(
+            f"path must be an AffinePath such as AffinePath(CondOTScheduler()), or have a "
+            f"sample(x0, x1, t) method, got {path!r}"
+        )
+
+
 def _gaussian_path_sample(x0: Tensor, x1: Tensor, t, path, generator):
     """Checked inputs, times (drawn from U[0, 1) when None) and the path coefficients."""
+    _check_path(path)
+    if path is not None and not isinstance(path, AffinePath):
+        raise TypeError(f"path must be an AffinePath (a Gaussian path), got {type(path).__name__}")
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
@@ -237,6 +277,7 @@ def denoising_score_matching_loss(
         generator: random generator for ``t``.
         reduction: ``"mean"`` (a scalar) or ``"none"`` (the per-sample losses ``(B,)``).
     """
+    check_callable(model, "model", "model(x_t, t)")
     x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
     sigma = path.scheduler.coefficients(t).sigma_t
     if bool((sigma <= 0).any()):
@@ -265,6 +306,7 @@ def noise_prediction_loss(
     the score-matching loss weighted by :math:`\sigma_t^2`, with :math:`\hat\varepsilon_\theta = -\sigma_t s_\theta`.
     Arguments as in :func:`denoising_score_matching_loss`; finite at every t in [0, 1].
     """
+    check_callable(model, "model", "model(x_t, t)")
     x0, x1, t, path = _gaussian_path_sample(x0, x1, t, path, generator)
     sample = path.sample(x0, x1, t)
     return _reduce(_flat(_checked_call(model, sample.x_t, t) - x0).pow(2).sum(1), reduction)
@@ -337,6 +379,7 @@ def ddpm_loss(
         generator: random generator for ``k`` and the noise.
         reduction: ``"mean"`` or ``"none"``.
     """
+    check_callable(model, "model", "model(x, t)")
     if not isinstance(schedule, DDPMSchedule):
         raise TypeError(f"schedule must be a fmbook.ddpm.DDPMSchedule, got {type(schedule).__name__}")
     x1 = check_batch(x1, "x1")

@@ -27,14 +27,21 @@ import ot
 import torch
 from torch import Tensor
 
-from ._validation import check_callable, check_points, check_positive_float, check_positive_int
+from ._validation import (
+    check_callable,
+    check_points,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+    check_tensor,
+)
 
 Metric = Callable[[Tensor, Tensor], float]
 
 
-def _pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    a = check_points(a, "a")
-    b = check_points(b, "b", dim=a.shape[1])
+def _pair(a: Tensor, b: Tensor, names: tuple[str, str] = ("a", "b")) -> tuple[Tensor, Tensor]:
+    a = check_points(a, names[0])
+    b = check_points(b, names[1], dim=a.shape[1])
     return a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
 
 
@@ -254,9 +261,13 @@ def moon_curve_rms(samples: Tensor) -> float:
     return float(moon_curve_distance(samples).square().mean().sqrt())
 
 
-def _check_seed(seed: object, name: str = "seed") -> int:
+def _check_seed(seed: object, name: str = "seed", repeats: int = 0) -> int:
+    """A seed of the floor draws: they use ``seed + 1000 + 2 i + 1`` for ``i < repeats``, each < 2**32."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"{name} must be an int >= 0, got {seed!r}")
+    top = 2**32 - 1_001 - 2 * repeats
+    if seed >= top:
+        raise ValueError(f"{name} must be < {top} (the floor draws add up to {1_001 + 2 * repeats} to it), got {seed}")
     return seed
 
 
@@ -283,7 +294,7 @@ def noise_floor(
     check_callable(sampler, "sampler", "sampler(n, seed=...)")
     check_positive_int(n, "n")
     check_positive_int(repeats, "repeats")
-    seed = _check_seed(seed)
+    seed = _check_seed(seed, repeats=repeats)
     return float(np.mean([metric(*_floor_draws(sampler, n, seed, i)) for i in range(repeats)]))
 
 
@@ -339,7 +350,7 @@ class FloorReference:
         check_callable(metric, "metric", "metric(a, b)")
         self.n = check_positive_int(n, "n")
         self.repeats = check_positive_int(repeats, "repeats", minimum=2)
-        self.seed = _check_seed(seed)
+        self.seed = _check_seed(seed, repeats=repeats)
         self.metric = metric
         self.targets: list[Tensor] = []
         # With the sliced W2, each target's sorted projections are computed once, not once per use.
@@ -419,7 +430,7 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     :math:`d^2` (the usual convention of the FID), computed in float64 with symmetric
     eigen-decompositions, and clamped at 0 against rounding.
     """
-    a, b = _pair(features_a, features_b)
+    a, b = _pair(features_a, features_b, ("features_a", "features_b"))
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError(f"features_a and features_b need at least 2 rows each, got {a.shape[0]} and {b.shape[0]}")
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -450,6 +461,7 @@ def nearest_neighbour_distances(samples: Tensor, reference: Tensor) -> Tensor:
         if not isinstance(value, Tensor) or value.ndim < 2 or value.shape[0] == 0:
             shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(f"{name} must be a non-empty tensor (n, ...), got {shape}")
+        check_tensor(value, name)
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(
             f"samples and reference must have the same event shape, got {tuple(samples.shape[1:])} "
@@ -490,13 +502,24 @@ class DigitsClassifier(torch.nn.Module):
         self.num_classes = num_classes
 
     def features(self, images: Tensor) -> Tensor:
-        """Penultimate activations ``(B, feature_dim)``."""
+        """Penultimate activations ``(B, feature_dim)`` of ``images`` ``(B, 1, 8, 8)`` of the weights' dtype
+        (float32 unless the classifier was cast; float16 or float64 is a TypeError naming ``images``).
+
+        The values are checked too (finite): the classifier lives on the CPU, where that costs no
+        device synchronisation."""
         from .data import check_images
 
         images = check_images(images, "images", channels=1, size=8)
+        weight = self.head.weight
+        if images.dtype != weight.dtype:
+            raise TypeError(
+                f"images must have the dtype of the classifier's weights ({weight.dtype}), got {images.dtype}; "
+                f"cast them with images.to({weight.dtype})"
+            )
         return self.body(images)
 
     def forward(self, images: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` of ``images`` ``(B, 1, 8, 8)``; checks as in :meth:`features`."""
         return self.head(self.features(images))
 
 
@@ -513,6 +536,7 @@ def train_digits_classifier(
     images = check_images(images, "images", channels=1, size=8)
     labels = check_labels(labels, 10, images.shape[0], allow_null=False)
     check_positive_int(batch_size, "batch_size")
+    check_seed(seed, "seed")
     torch.manual_seed(seed)  # the initial weights too, so the result does not depend on earlier draws
     classifier = DigitsClassifier()
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1.0)
@@ -527,6 +551,13 @@ def train_digits_classifier(
     return classifier.eval()
 
 
+def _check_classifier(classifier: object) -> None:
+    if not isinstance(classifier, DigitsClassifier):
+        raise TypeError(
+            f"classifier must be a DigitsClassifier (from train_digits_classifier), got {type(classifier).__name__}"
+        )
+
+
 @torch.no_grad()
 def classifier_accuracy(classifier: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
     """The share of ``images`` ``(B, 1, 8, 8)`` that ``classifier`` assigns to ``labels`` ``(B,)``: for
@@ -534,6 +565,7 @@ def classifier_accuracy(classifier: DigitsClassifier, images: Tensor, labels: Te
     from .data import check_images
     from .models import check_labels
 
+    _check_classifier(classifier)
     images = check_images(images, "images", channels=1, size=8)
     labels = check_labels(labels, classifier.num_classes, images.shape[0], allow_null=False)
     predicted = classifier(images.detach().to("cpu", torch.float32)).argmax(dim=1)
@@ -543,6 +575,11 @@ def classifier_accuracy(classifier: DigitsClassifier, images: Tensor, labels: Te
 @torch.no_grad()
 def digits_frechet_distance(classifier: DigitsClassifier, images_a: Tensor, images_b: Tensor) -> float:
     """:func:`frechet_distance` between the classifier features of two sets of digits ``(B, 1, 8, 8)``."""
+    from .data import check_images
+
+    _check_classifier(classifier)
+    images_a = check_images(images_a, "images_a", channels=1, size=8)
+    images_b = check_images(images_b, "images_b", channels=1, size=8)
     fa = classifier.features(images_a.detach().to("cpu", torch.float32))
     fb = classifier.features(images_b.detach().to("cpu", torch.float32))
     return frechet_distance(fa, fb)

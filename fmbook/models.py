@@ -23,6 +23,36 @@ def time_as_batch(t: float | Tensor, x: Tensor) -> Tensor:
     return broadcast_time(t, x.shape[0], x)
 
 
+def _check_input(x: object, weight: Tensor, name: str = "x") -> Tensor:
+    """``x`` must be a floating-point tensor of the dtype and on the device of ``weight`` (metadata only).
+
+    Under ``torch.autocast`` a lower-precision input is allowed (autocast casts it)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
+        raise TypeError(
+            f"{name} must have the dtype of the model's weights ({weight.dtype}), got {x.dtype}; "
+            f"cast it with {name}.to({weight.dtype}) (or the model with model.to({x.dtype}))"
+        )
+    if x.device != weight.device:
+        raise ValueError(f"{name} must be on the model's device ({weight.device}), got {x.device}")
+    return x
+
+
+def _check_condition_labels(c: object, num_classes: int, batch: int) -> Tensor:
+    """Class labels ``c`` in a forward pass: an integer tensor ``(batch,)``; the range is checked on the
+    CPU only (elsewhere it would be a host sync per step, and the embedding refuses an index out of
+    range itself)."""
+    if not isinstance(c, Tensor) or c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
+        what = c.dtype if isinstance(c, Tensor) else type(c).__name__
+        raise TypeError(f"c must be an integer tensor of class indices, got {what}")
+    if c.device.type == "cpu":
+        return check_labels(c, num_classes, batch, name="c")
+    if c.ndim != 1 or c.shape[0] != batch:
+        raise ValueError(f"c must have shape ({batch},) to match the batch, got {tuple(c.shape)}")
+    return c
+
+
 class SinusoidalTimeEmbedding(nn.Module):
     r"""Features :math:`(\sin \omega_k t, \cos \omega_k t)_{k < K}` of a time t in [0, 1].
 
@@ -42,7 +72,10 @@ class SinusoidalTimeEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, t: Tensor) -> Tensor:
-        """Features of times ``t`` ``(B,)``: a tensor of shape ``(B, dim)``."""
+        """Features of times ``t`` ``(B,)``: a tensor of shape ``(B, dim)``.
+
+        The shape and dtype of ``t`` are checked; its values are not, by design: no host-device
+        synchronisation at every training step."""
         if not isinstance(t, Tensor) or t.ndim != 1:
             shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"t must be a tensor of shape (batch,), got {shape}")
@@ -84,19 +117,15 @@ class MLPVelocityField(nn.Module):
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
         """Velocity at points ``x`` ``(B, d)`` and times ``t`` (float, ``(B,)`` or ``(B, 1)``).
 
-        Shapes, dtype and device are checked (cheap, no host-device synchronisation); the
-        values of ``x`` and ``t`` are not, so that a training step on a GPU stays fast.
+        Shapes, dtype and device are checked (metadata, cheap); the values of ``x`` and ``t`` are
+        not (no NaN or range check), by design: no host-device synchronisation at every training step.
         """
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
         if x.shape[0] == 0:
             raise ValueError(f"x must hold at least one point, got shape {tuple(x.shape)}")
-        weight = self.net[0].weight
-        if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
-            raise TypeError(f"x must have the dtype of the model's weights ({weight.dtype}), got {x.dtype}")
-        if x.device != weight.device:
-            raise ValueError(f"x must be on the model's device ({weight.device}), got {x.device}")
+        _check_input(x, self.net[0].weight)
         t = time_as_batch(t, x)
         return self.net(torch.cat([x, self.time_embedding(t)], dim=1))
 
@@ -112,6 +141,12 @@ def check_labels(labels: object, num_classes: int, batch: int, allow_null: bool 
     With ``allow_null`` the value ``num_classes`` is also accepted: the "null" class of
     classifier-free guidance, which stands for "no condition".
     """
+    if not isinstance(allow_null, bool):
+        raise TypeError(f"allow_null must be True or False, got {allow_null!r}")
+    check_positive_int(num_classes, "num_classes")
+    check_positive_int(batch, "batch", minimum=0)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -156,6 +191,10 @@ class ConditionalMLPVelocityField(nn.Module):
         check_positive_int(width, "width")
         check_positive_int(depth, "depth")
         check_positive_int(class_embedding_dim, "class_embedding_dim")
+        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
+        if time_embedding_dim % 2:
+            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
+        check_positive_float(max_frequency, "max_frequency")
         self.dim = dim
         self.num_classes = num_classes
         self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, max_frequency)
@@ -172,14 +211,22 @@ class ConditionalMLPVelocityField(nn.Module):
         return self.num_classes
 
     def forward(self, x: Tensor, t: float | Tensor, c: Tensor | None = None) -> Tensor:
-        """Velocity ``(B, d)`` at ``x`` ``(B, d)``, times ``t`` and classes ``c`` ``(B,)`` (None: null)."""
+        """Velocity ``(B, d)`` at ``x`` ``(B, d)``, times ``t`` and classes ``c`` ``(B,)`` (None: null).
+
+        Shapes, dtype and device are checked (metadata, cheap; the range of ``c`` on the CPU); the
+        values of ``x`` and ``t`` are not (no NaN or range check), by design: no host-device
+        synchronisation at every training step.
+        """
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one point, got shape {tuple(x.shape)}")
+        _check_input(x, self.net[0].weight)
         t = time_as_batch(t, x)
         if c is None:
             c = torch.full((x.shape[0],), self.null_class, dtype=torch.long, device=x.device)
-        c = check_labels(c, self.num_classes, x.shape[0], name="c")
+        c = _check_condition_labels(c, self.num_classes, x.shape[0])
         return self.net(torch.cat([x, self.time_embedding(t), self.class_embedding(c.to(x.device))], dim=1))
 
 
@@ -193,6 +240,17 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, embedding_dim: int, groups: int = 8) -> None:
         super().__init__()
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(out_channels, "out_channels")
+        check_positive_int(embedding_dim, "embedding_dim")
+        check_positive_int(groups, "groups")
+        for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if channels % min(groups, channels):
+                raise ValueError(
+                    f"{name} must be a multiple of groups={groups} (group normalisation splits the channels into "
+                    f"min(groups, channels) equal groups), got {channels}"
+                )
+        self.in_channels, self.out_channels, self.embedding_dim = in_channels, out_channels, embedding_dim
         self.norm1 = nn.GroupNorm(min(groups, in_channels), in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.film = nn.Linear(embedding_dim, 2 * out_channels)
@@ -201,6 +259,19 @@ class ResidualBlock(nn.Module):
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        """``x`` ``(B, C_in, H, W)`` and the embedding ``e`` ``(B, E)`` -> ``(B, C_out, H, W)``.
+
+        Shapes, dtype and device are checked (metadata, cheap); the values are not (no NaN check), by
+        design: no host-device synchronisation at every training step.
+        """
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[0] == 0:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {shape}")
+        _check_input(x, self.conv1.weight)
+        if not isinstance(e, Tensor) or e.shape != (x.shape[0], self.embedding_dim):
+            shape = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
+            raise ValueError(f"e must have shape ({x.shape[0]}, {self.embedding_dim}), got {shape}")
+        _check_input(e, self.film.weight, "e")
         h = self.conv1(nn.functional.silu(self.norm1(x)))
         scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
@@ -240,10 +311,19 @@ class UNet(nn.Module):
         check_positive_int(in_channels, "in_channels")
         check_positive_int(channels, "channels")
         check_positive_int(cond_channels, "cond_channels", minimum=0)
+        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
+        if time_embedding_dim % 2:
+            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
         if num_classes is not None:
             check_positive_int(num_classes, "num_classes")
         if num_classes is not None and cond_channels:
             raise ValueError("give either num_classes (class labels) or cond_channels (an image condition), not both")
+        for width in (channels, 2 * channels, 3 * channels, 4 * channels):  # the widths of the blocks' inputs
+            if width % min(8, width):
+                raise ValueError(
+                    f"channels must be 1, 2 or a multiple of 8 (the blocks normalise {width} = "
+                    f"{width // channels} x channels feature maps in min(8, {width}) equal groups), got {channels}"
+                )
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.cond_channels = cond_channels
@@ -274,9 +354,11 @@ class UNet(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {shape}")
-        if x.shape[2] % 2 or x.shape[3] % 2:
-            raise ValueError(f"x must have an even height and width (one downsampling), got {tuple(x.shape)}")
-        return x
+        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0 or x.shape[2] % 2 or x.shape[3] % 2:
+            raise ValueError(
+                f"x must hold at least one image with an even height and width (one downsampling), got {tuple(x.shape)}"
+            )
+        return _check_input(x, self.conv_in.weight)
 
     def _condition_image(self, c: Tensor | None, x: Tensor) -> Tensor:
         batch, _, height, width = x.shape
@@ -291,12 +373,19 @@ class UNet(nn.Module):
         return nn.functional.interpolate(c, size=(height, width), mode="nearest")
 
     def forward(self, x: Tensor, t: float | Tensor, c: Tensor | None = None) -> Tensor:
+        """The velocity at images ``x`` ``(B, in_channels, H, W)``, times ``t`` (a float, ``(B,)`` or
+        ``(B, 1)``) and conditions ``c``; returns the shape of ``x``.
+
+        Shapes, dtype and device are checked (metadata, cheap; the range of class labels on the CPU);
+        the values of ``x``, ``t`` and an image ``c`` are not (no NaN or range check), by design: no
+        host-device synchronisation at every training step.
+        """
         x = self._check_x(x)
         e = self.time_embedding(time_as_batch(t, x))
         if self.class_embedding is not None:
             if c is None:
                 c = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-            c = check_labels(c, self.num_classes, x.shape[0], name="c")
+            c = _check_condition_labels(c, self.num_classes, x.shape[0])
             e = e + self.class_embedding(c.to(x.device))
         elif self.cond_channels:
             x = torch.cat([x, self._condition_image(c, x)], dim=1)

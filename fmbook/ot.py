@@ -44,7 +44,7 @@ from ._validation import (
 from .losses import Divergence, cfm_loss, squared_euclidean
 from .paths import AffinePath, CondOTScheduler, PathSample
 from .solvers import solve_ode
-from .train import LossFunction, TrainResult, default_device, fit
+from .train import LossFunction, TrainResult, _check_device, fit
 
 #: The couplings understood by :func:`coupled_cfm_loss`.
 COUPLINGS = ("independent", "exact", "sinkhorn", "paired")
@@ -144,12 +144,22 @@ def sinkhorn_plan(
 
 
 def plan_cost(plan: Tensor, x0: Tensor, x1: Tensor) -> float:
-    r"""The transport cost :math:`\sum_{ij} \pi_{ij} \lVert x_{0,i} - x_{1,j}\rVert^2` of a plan ``(n, m)``."""
+    r"""The transport cost :math:`\sum_{ij} \pi_{ij} \lVert x_{0,i} - x_{1,j}\rVert^2` of a plan ``(n, m)``.
+
+    ``plan`` must be a coupling: non-negative, with total mass 1 (to :math:`10^{-6}`), as the plans of
+    :func:`exact_plan` and :func:`sinkhorn_plan` are; a ValueError otherwise (a negative or unnormalised
+    array would give a cost that is no transport cost at all).
+    """
     plan = check_tensor(plan, "plan")
     a, b = _cloud_pair(x0, x1)
     if plan.shape != (a.shape[0], b.shape[0]):
         raise ValueError(f"plan must have shape ({a.shape[0]}, {b.shape[0]}), got {tuple(plan.shape)}")
-    return float((plan.detach().to("cpu", torch.float64) * squared_distances(a, b)).sum())
+    plan = plan.detach().to("cpu", torch.float64)
+    if bool((plan < 0).any()):
+        raise ValueError(f"plan must be non-negative (a coupling), got a smallest entry {float(plan.min()):.6g}")
+    if abs(float(plan.sum()) - 1.0) > 1e-6:
+        raise ValueError(f"plan must have total mass 1 (a coupling), got {float(plan.sum()):.6g}")
+    return float((plan * squared_distances(a, b)).sum())
 
 
 def w2(x0: Tensor, x1: Tensor, weights0: Tensor | None = None, weights1: Tensor | None = None) -> float:
@@ -225,8 +235,12 @@ def gaussian_icfm_velocity(
     m0, s0, m1, s1 = _gaussian_1d_parameters(mean0, std0, mean1, std1)
     x = check_points(x, "x", dim=1)
     t = as_time(t, x.shape[0], x)[:, None]
-    var_t = (1 - t) ** 2 * s0**2 + t**2 * s1**2
-    return (m1 - m0) + (t * s1**2 - (1 - t) * s0**2) / var_t * (x - ((1 - t) * m0 + t * m1))
+    # The ratio with both variances divided by the larger one: no overflow for standard deviations
+    # up to the float maximum (s0 = 2e19 squares past float32's range).
+    scale = max(s0, s1)
+    r0, r1 = s0 / scale, s1 / scale
+    var_t = (1 - t) ** 2 * r0**2 + t**2 * r1**2
+    return (m1 - m0) + (t * r1**2 - (1 - t) * r0**2) / var_t * (x - ((1 - t) * m0 + t * m1))
 
 
 def gaussian_icfm_energy(mean0: float, std0: float, mean1: float, std1: float) -> float:
@@ -303,7 +317,11 @@ def ot_pair_indices(
     else:
         reg = check_positive_float(reg, "reg")
         cost = squared_distances(a, b)
-        plan = sinkhorn_plan(a, b, reg * float(cost.mean()))
+        scale = float(cost.mean())
+        if scale > 0:
+            plan = sinkhorn_plan(a, b, reg * scale)
+        else:  # every pair costs 0 (identical points): every coupling is optimal, the entropic one a b^T
+            plan = torch.full((batch, batch), 1.0 / batch**2, dtype=torch.float64)
         flat = plan.reshape(-1).clamp_min(0)
         k = torch.multinomial(flat / flat.sum(), batch, replacement=True, generator=generator)
         i, j = k // batch, k % batch
@@ -461,6 +479,8 @@ def curl_2d(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: float | 
     Computed by automatic differentiation; ``velocity(x, t)`` must be differentiable in ``x``.
     A gradient field :math:`v = \nabla\phi` has zero curl. Returns ``(B,)``.
     """
+    if not callable(velocity):
+        raise TypeError(f"velocity must be callable as velocity(x, t), got {type(velocity).__name__}")
     x = check_points(x, "x", dim=2)
     t = as_time(t, x.shape[0], x)
     with torch.enable_grad():
@@ -573,7 +593,9 @@ def coupled_cfm_loss(
     if batch_size % chunk:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of ot_batch_size ({chunk})")
     check_positive_float(reg, "reg")
-    device = torch.device(device) if device is not None else default_device()
+    if path is not None and not callable(getattr(path, "sample", None)):
+        raise TypeError(f"path must be an AffinePath or a CurvedPath (with sample(x0, x1, t)), got {path!r}")
+    device = _check_device(device)
     data = data.to(device)
     source = source.to(device) if source is not None else None
     path = path or AffinePath(CondOTScheduler())
@@ -615,7 +637,7 @@ def train_with_coupling(
 
     ``fit_kwargs`` go to :func:`fmbook.train.fit` (``lr``, ``device``, ``seed``, ``ema_decay``, ...).
     """
-    device = torch.device(fit_kwargs.pop("device", None) or default_device())
+    device = _check_device(fit_kwargs.pop("device", None))
     loss_fn = coupled_cfm_loss(
         data, batch_size, coupling, source=source, path=path, ot_batch_size=ot_batch_size, reg=reg, device=device
     )
@@ -654,6 +676,8 @@ def reflow_coupling(
     Returns:
         :class:`Coupling` of ``x0`` and the end points, both on the device of ``x0``.
     """
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
     x0 = check_points(x0, "x0")
     check_positive_int(steps, "steps")
     check_positive_int(chunk, "chunk")

@@ -413,7 +413,7 @@ def _divide(num: Tensor, den: Tensor, what: str, clamp: bool) -> Tensor:
 
 def _check_clamp(clamp: object) -> bool:
     if not isinstance(clamp, bool):
-        raise TypeError(f"clamp must be a bool, got {type(clamp).__name__}")
+        raise TypeError(f"clamp must be a bool (True or False), got {clamp!r}")
     return clamp
 
 
@@ -487,7 +487,7 @@ def coefficient_limits(scheduler: Scheduler, parameterization: str, end: int, ga
     """
     check_scheduler(scheduler)
     _check_parameterization(parameterization, "parameterization")
-    if end not in (0, 1):
+    if isinstance(end, bool) or not isinstance(end, int) or end not in (0, 1):
         raise ValueError(f"end must be 0 (noise end) or 1 (data end), got {end!r}")
     gap = check_unit_interval(gap, "gap", open_low=True, open_high=True)
     g = torch.tensor([gap, gap / 10], dtype=torch.float64)
@@ -707,16 +707,58 @@ def _marginal_inputs(
 
 
 def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Scheduler):
-    """log w_i(x) = log N(x; alpha_t z_i, sigma_t^2 I) up to the normalizer; shape (B, N)."""
+    r"""The posterior log-weights, shifted so that each row's largest is 0, and the shift.
+
+    Returns ``(shifted, offset, s)``: ``shifted`` ``(B, N)`` holds
+    :math:`\log w_i - \max_j \log w_j` with :math:`\log w_i = -\lVert x - \alpha_t z_i\rVert^2 / (2\sigma_t^2)`
+    (the Gaussian log-likelihood up to its normaliser), ``offset`` ``(B,)`` (float64) is
+    :math:`-\max_j \log w_j` and ``s`` is :math:`\sigma_t` ``(B,)`` (an exact 0 replaced by
+    :data:`SIGMA_FLOOR`).
+
+    With :math:`d_i = x - \alpha_t z_i`, :math:`c` the point ``x`` clamped to the bounding box of
+    :math:`\alpha_t z` and :math:`g = x - c`,
+    :math:`\lVert d_i\rVert^2 = \lVert c - \alpha_t z_i\rVert^2 - 2\alpha_t\langle g, z_i\rangle
+    + (\lVert g\rVert^2 + 2\langle g, c\rangle)`.
+    The first term is summed one coordinate at a time from exact differences; inside the box
+    :math:`g = 0` and it is :math:`\lVert d_i\rVert^2` itself (no cancellation as in
+    :math:`|x|^2 - 2\langle x, m\rangle + |m|^2`, which matters when :math:`\sigma_t` is small). Far outside
+    the box the last term, the same for every :math:`i`, is left out of the differences between data
+    points, which :math:`\lVert d_i\rVert^2` itself would round away (e.g. at :math:`|x| = 10^{4}` in float32).
+    Each row is divided by a power of two (exact) no smaller than half its largest coordinate and the
+    factor :math:`S^2 / (2\sigma_t^2)` is applied to the differences to the row's smallest, so that no
+    finite input overflows (points near :math:`10^{20}` in float32 get the weights of the exact formula).
+    No (B, N, d) tensor and no host sync.
+    """
     a, s, _, _ = scheduler.coefficients(t)
     s = _nonzero(s)
-    # Squared distances accumulated one coordinate at a time: exact (no cancellation as in
-    # |x|^2 - 2<x, m> + |m|^2, which matters when sigma_t is small) and without a (B, N, d) tensor.
-    # In-place updates keep it to one (B, N) buffer and a temporary per coordinate.
+    # The scale S of each row: its largest coordinate of x and of alpha_t * data, rounded down to
+    # a power of two, and at least 1 (ordinary rows are not rescaled at all).
+    reach = torch.maximum(x.abs().amax(dim=1), a.abs() * data.abs().amax())
+    scale = torch.exp2(torch.floor(torch.log2(reach.to(torch.float64).clamp_min(1.0))))
+    xs = x / scale[:, None].to(x.dtype)
+    a_s = (a / scale.to(a.dtype))[:, None]
+    ends = (a_s * data.amin(dim=0), a_s * data.amax(dim=0))
+    centre = torch.minimum(torch.maximum(xs, torch.minimum(*ends)), torch.maximum(*ends))  # c, (B, d)
+    gap = xs - centre  # g = x - c: zero inside the box
+    # |d_i|^2 = |c - a z_i|^2 - 2 a <g, z_i> + (|g|^2 + 2 <g, c>): the first term one coordinate at a
+    # time into one (B, N) buffer (a temporary per coordinate), the second by one matrix product
+    # (exactly 0 inside the box), the third a constant of the row, left for the offset.
     sq = torch.zeros(x.shape[0], data.shape[0], dtype=x.dtype, device=x.device)
     for k in range(x.shape[1]):
-        sq.add_(torch.addcmul(x[:, k : k + 1], a[:, None], data[None, :, k], value=-1).square_())
-    return sq.mul_((-0.5 / s**2)[:, None]), a, s
+        sq.add_(torch.addcmul(centre[:, k : k + 1], a_s, data[None, :, k], value=-1).square_())
+    sq.addmm_(gap * (-2 * a_s), data.T)
+    # The nearest data point r of each row: the offset is its squared distance, computed directly.
+    # The shift (the entry of r, recomputed from (B, d) tensors: sq itself is updated in place below).
+    nearest = sq.detach().argmin(dim=1)
+    z_r = data[nearest]
+    low = ((centre - a_s * z_r).square().sum(1) - 2 * a_s[:, 0] * (gap * z_r).sum(1))[:, None]
+    # S^2 / (2 sigma^2) in float64; clamped to the dtype's range, so that 0 times it stays 0.
+    factor = (scale / s.to(torch.float64)).square() * 0.5
+    d_r = xs.to(torch.float64) - a_s.to(torch.float64) * z_r.to(torch.float64)
+    offset = d_r.square().sum(1) * factor
+    factor = factor.clamp(max=torch.finfo(x.dtype).max).to(x.dtype)
+    shifted = sq.sub_(low).mul_(-factor[:, None])
+    return shifted, offset, s
 
 
 def posterior_mean(x: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
@@ -824,9 +866,13 @@ def gaussian_marginal_velocity(x: Tensor, t: TimeLike, mean: Tensor | float, std
     t = as_time(t, x.shape[0], x)
     if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
         raise ValueError(f"std must be a positive finite number, got {std!r}")
+    if isinstance(mean, bool) or not isinstance(mean, (int, float, Tensor)):
+        raise TypeError(f"mean must be a float or a tensor ({x.shape[1]},), got {type(mean).__name__}")
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
     if mean.ndim > 1 or (mean.ndim == 1 and mean.shape[0] != x.shape[1]):
         raise ValueError(f"mean must be a float or have shape ({x.shape[1]},), got {tuple(mean.shape)}")
+    if not bool(torch.isfinite(mean).all()):
+        raise ValueError("mean must contain only finite values (found NaN or inf)")
     t = t[:, None]
     variance = (1 - t) ** 2 + t**2 * std**2
     return mean + (t * std**2 - (1 - t)) / variance * (x - t * mean)
@@ -855,9 +901,12 @@ def marginal_log_density(x: Tensor, t: TimeLike, data: Tensor, scheduler: Schedu
     d = x.shape[1]
     log_p = []
     for xs, ts in _row_blocks(x, t, data):
-        logw, _, s = _posterior_log_weights(xs, ts, data, scheduler)
-        log_norm = -0.5 * d * math.log(2 * math.pi) - d * torch.log(s)
-        log_p.append(torch.logsumexp(logw, dim=1) - math.log(data.shape[0]) + log_norm)
+        shifted, offset, s = _posterior_log_weights(xs, ts, data, scheduler)
+        # In float64 for the (B,) terms: in float32 the distance term may overflow where the
+        # whole is still representable, and the result is then rounded once to x's dtype.
+        log_norm = -0.5 * d * math.log(2 * math.pi) - d * torch.log(s.to(torch.float64))
+        log_mix = torch.logsumexp(shifted, dim=1).to(torch.float64) - offset - math.log(data.shape[0])
+        log_p.append((log_mix + log_norm).to(x.dtype))
     return torch.cat(log_p)
 
 
@@ -940,6 +989,8 @@ def velocity_from_score(score: Tensor, x: Tensor, t: TimeLike, scheduler: Schedu
     :math:`\alpha_t` floored at :func:`edge_floor`. Shapes: ``score`` and ``x`` ``(B, ...)``,
     ``t`` a float or ``(B,)``.
     """
+    check_scheduler(scheduler)
+    _check_clamp(clamp)
     x = check_batch(x, "x")
     score = check_batch(score, "score")
     check_same_shape(score, x, "score", "x")
@@ -957,6 +1008,8 @@ def score_from_velocity(velocity: Tensor, x: Tensor, t: TimeLike, scheduler: Sch
     The denominator vanishes where :math:`\sigma_t = 0` (the data end t = 1): a ValueError, or with
     ``clamp=True`` its magnitude is floored at :func:`edge_floor`. Shapes as in :func:`velocity_from_score`.
     """
+    check_scheduler(scheduler)
+    _check_clamp(clamp)
     x = check_batch(x, "x")
     velocity = check_batch(velocity, "velocity")
     check_same_shape(velocity, x, "velocity", "x")

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._validation import check_points, check_positive_float, check_positive_int
-from .paths import CondOTScheduler, Scheduler, marginal_score, marginal_velocity
+from .paths import CondOTScheduler, Scheduler, check_scheduler, marginal_score, marginal_velocity
 from .solvers import FIXED_STEP_METHODS, solve_ode, time_grid
 
 
@@ -54,9 +54,9 @@ def simulate_marginal_flow(
     """
     x0, data = _check_pair(x0, data)
     check_positive_int(steps, "steps")
-    if method not in FIXED_STEP_METHODS:
+    if not isinstance(method, str) or method not in FIXED_STEP_METHODS:
         raise ValueError(f"method must be one of {sorted(FIXED_STEP_METHODS)}, got {method!r}")
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     sol = solve_ode(
         lambda x, t: marginal_velocity(x, t, data, scheduler), x0, steps=steps, method=method, return_trajectory=True
     )
@@ -96,7 +96,7 @@ def simulate_marginal_diffusion(
     x0, data = _check_pair(x0, data)
     check_positive_int(steps, "steps")
     epsilon = check_positive_float(epsilon, "epsilon", allow_zero=True)
-    scheduler = scheduler or CondOTScheduler()
+    scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     grid = time_grid(steps).tolist()
     x, states = x0, [x0]
     for t, t_next in zip(grid[:-1], grid[1:]):

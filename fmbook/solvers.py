@@ -29,9 +29,12 @@ from torchdiffeq import odeint, odeint_adjoint
 from ._validation import (
     check_batch,
     check_callable,
+    check_finite_result,
+    check_flag,
     check_model_output,
     check_positive_float,
     check_positive_int,
+    check_seed,
 )
 from .paths import Scheduler, check_scheduler
 
@@ -61,8 +64,14 @@ def _at(t: Tensor, x: Tensor) -> Tensor:
     return t.to(x.dtype).expand(x.shape[0])
 
 
-def _step_args(velocity: object, x: object, t: object, h: object) -> tuple[Tensor, Tensor]:
-    """Check the arguments of a single step; ``t`` and ``h`` may be floats or 0-d tensors."""
+def _step_args(velocity: object, x: object, t: object, h: object) -> tuple[Velocity, Tensor, Tensor]:
+    """Check the arguments of a single step; ``t`` and ``h`` may be floats or 0-d tensors.
+
+    Returns the velocity wrapped so that each evaluation's shape is checked (metadata only), and
+    ``t``, ``h`` as 0-d tensors on ``x``'s device. Finite ``t`` and ``h`` are checked here, once per
+    public step (for a 0-d tensor on a GPU that is one host sync); the solvers call the unchecked
+    kernels instead, on a grid they checked once.
+    """
     check_callable(velocity, "velocity", "velocity(x, t)")
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
         what = f"dtype {x.dtype}, shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
@@ -73,41 +82,73 @@ def _step_args(velocity: object, x: object, t: object, h: object) -> tuple[Tenso
             raise TypeError(f"{name} must be a float or a 0-d tensor, got {type(value).__name__}")
         if isinstance(value, Tensor) and value.ndim != 0:
             raise ValueError(f"{name} must be a float or a 0-d tensor, got shape {tuple(value.shape)}")
+        finite = math.isfinite(value) if not isinstance(value, Tensor) else bool(torch.isfinite(value))
+        if not finite:
+            raise ValueError(f"{name} must be finite, got {float(value)}")
         if not isinstance(value, Tensor):
             value = torch.tensor(float(value), dtype=torch.float64)
         out.append(value.to(x.device))
-    return out[0], out[1]
+    return _CountingVelocity(velocity, x.shape), out[0], out[1]
 
 
-def euler_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
-    """One Euler step: ``x + h u_t(x)``."""
-    t, h = _step_args(velocity, x, t, h)
+def _euler(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     return x + h * velocity(x, _at(t, x))
 
 
-def midpoint_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
-    """One explicit midpoint step: ``x + h u_{t+h/2}(x + h/2 u_t(x))``."""
-    t, h = _step_args(velocity, x, t, h)
+def _midpoint(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     x_mid = x + 0.5 * h * velocity(x, _at(t, x))
     return x + h * velocity(x_mid, _at(t + 0.5 * h, x))
 
 
-def heun_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
-    """One Heun step (explicit trapezoid): the average of the slopes at both ends of an Euler step."""
-    t, h = _step_args(velocity, x, t, h)
+def _heun(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     k1 = velocity(x, _at(t, x))
     k2 = velocity(x + h * k1, _at(t + h, x))
     return x + 0.5 * h * (k1 + k2)
 
 
-def rk4_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
-    """One step of the classical fourth-order Runge-Kutta method."""
-    t, h = _step_args(velocity, x, t, h)
+def _rk4(velocity: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     k1 = velocity(x, _at(t, x))
     k2 = velocity(x + 0.5 * h * k1, _at(t + 0.5 * h, x))
     k3 = velocity(x + 0.5 * h * k2, _at(t + 0.5 * h, x))
     k4 = velocity(x + h * k3, _at(t + h, x))
     return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+_STEP_DOC = """
+
+    ``velocity(x, t)`` must return the shape of ``x`` ``(B, ...)`` (a ValueError otherwise); ``t`` and
+    ``h`` are floats or 0-d tensors, finite (``h < 0`` steps backwards). Returns ``(B, ...)``. The
+    values of the result are not checked (:func:`solve_ode` checks its end state once).
+    """
+
+
+def euler_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
+    """One Euler step: ``x + h u_t(x)``."""
+    return _euler(*_reorder(_step_args(velocity, x, t, h), x))
+
+
+def midpoint_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
+    """One explicit midpoint step: ``x + h u_{t+h/2}(x + h/2 u_t(x))``."""
+    return _midpoint(*_reorder(_step_args(velocity, x, t, h), x))
+
+
+def heun_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
+    """One Heun step (explicit trapezoid): the average of the slopes at both ends of an Euler step."""
+    return _heun(*_reorder(_step_args(velocity, x, t, h), x))
+
+
+def rk4_step(velocity: Velocity, x: Tensor, t: float | Tensor, h: float | Tensor) -> Tensor:
+    """One step of the classical fourth-order Runge-Kutta method."""
+    return _rk4(*_reorder(_step_args(velocity, x, t, h), x))
+
+
+for _step in (euler_step, midpoint_step, heun_step, rk4_step):
+    _step.__doc__ += _STEP_DOC
+
+
+def _reorder(checked: tuple[Velocity, Tensor, Tensor], x: Tensor) -> tuple[Velocity, Tensor, Tensor, Tensor]:
+    velocity, t, h = checked
+    return velocity, x, t, h
 
 
 #: The hand-written fixed-step methods: name -> (step function, evaluations per step).
@@ -117,6 +158,8 @@ FIXED_STEP_METHODS: dict[str, tuple[Step, int]] = {
     "heun": (heun_step, 2),
     "rk4": (rk4_step, 4),
 }
+#: The same steps without the checks of a public call, for the solvers' loops.
+_KERNELS: dict[str, Step] = {"euler": _euler, "midpoint": _midpoint, "heun": _heun, "rk4": _rk4}
 
 
 def _check_time(value: object, name: str) -> float:
@@ -189,15 +232,19 @@ def _check_ends_agree(t_eval: Tensor, t0: object, t1: object) -> None:
 class _CountingVelocity:
     """Wraps a velocity: counts evaluations and checks the shape of its output."""
 
-    def __init__(self, velocity: Velocity, shape: torch.Size) -> None:
-        check_callable(velocity, "velocity", "velocity(x, t)")
+    def __init__(self, velocity: Velocity, shape: torch.Size, name: str = "velocity") -> None:
+        check_callable(velocity, name, f"{name}(x, t)")
         self.velocity = velocity
         self.shape = shape
+        self.name = name
         self.nfe = 0
+        self.last: tuple[Tensor, Tensor] | None = None  # the last (t, output), read only after a failure
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
-        return check_model_output(self.velocity(x, t), self.shape, "velocity(x, t)")
+        out = check_model_output(self.velocity(x, t), self.shape, f"{self.name}(x, t)")
+        self.last = (t, out)
+        return out
 
 
 def solve_ode(
@@ -226,15 +273,28 @@ def solve_ode(
 
     Returns:
         :class:`ODESolution` with the end points and the NFE (steps times evaluations per step).
+
+    The arguments are checked once, at the start; each evaluation's shape is checked (metadata, no
+    host sync), and the end state once: NaN or inf there (from a velocity that returned them, or a
+    solution that diverged) raises a ValueError that names ``velocity``.
     """
     if not isinstance(method, str) or method not in FIXED_STEP_METHODS:
         raise ValueError(f"method must be one of {sorted(FIXED_STEP_METHODS)}, got {method!r}")
+    check_flag(return_trajectory, "return_trajectory")
     x = check_batch(x0, "x0")
     if (steps is None) == (t_grid is None):
         raise ValueError("give exactly one of steps (an int >= 1) or t_grid (a 1-D tensor of times)")
     grid = time_grid(steps, t0, t1) if t_grid is None else _check_grid(t_grid)
+    return _integrate_fixed(velocity, x, grid, method, return_trajectory, "velocity")
+
+
+def _integrate_fixed(
+    velocity: Velocity, x: Tensor, grid: Tensor, method: str, return_trajectory: bool, culprit: str | None
+) -> ODESolution:
+    """:func:`solve_ode` on a checked grid; the end state is checked unless ``culprit`` is None
+    (a loss inside a training loop, where :func:`fmbook.train.fit` checks the loss instead)."""
     grid = grid.to(device=x.device, dtype=torch.float64)
-    step, _ = FIXED_STEP_METHODS[method]
+    step = _KERNELS[method]
     counted = _CountingVelocity(velocity, x.shape)
     states = [x] if return_trajectory else None
     for i in range(grid.shape[0] - 1):
@@ -242,6 +302,8 @@ def solve_ode(
         x = step(counted, x, t, h.to(x.dtype))
         if states is not None:
             states.append(x)
+    if culprit is not None:
+        check_finite_result(x, culprit, "the solution at the end of the grid")
     trajectory = torch.stack(states, dim=1) if states is not None else None
     return ODESolution(x, counted.nfe, grid, trajectory)
 
@@ -259,7 +321,7 @@ def solve_adaptive(
     atol: float = 1e-5,
     method: str = "dopri5",
     t_eval: Tensor | None = None,
-    max_steps: int | None = None,
+    max_steps: int | None = 2_000,
 ) -> ODESolution:
     """Integrate with an adaptive step-size solver of ``torchdiffeq`` (Dormand-Prince by default).
 
@@ -275,11 +337,18 @@ def solve_adaptive(
         t_eval: optional strictly monotone times ``(T + 1,)`` at which to report the
             trajectory. Its first and last times then define the interval, so leave ``t0``
             and ``t1`` out; one that is given must agree with them (a ValueError otherwise).
-        max_steps: the most steps (accepted or rejected) the solver may take; a RuntimeError
-            when it needs more. No limit when None.
+        max_steps: the most steps (accepted or rejected) the solver may take between two
+            consecutive times of the grid; a RuntimeError when it needs more (a stiff field, or
+            tolerances too tight for the dtype). The default 2000 is far above what a smooth
+            field needs (tens of steps at the default tolerances, a few hundred at rtol = 1e-10 in
+            float64) and fails a stiff one within seconds; None for no limit.
 
     Returns:
         :class:`ODESolution`; ``trajectory`` is ``(B, T + 1, ...)`` when ``t_eval`` is given.
+
+    A velocity that returns NaN or inf raises a ValueError that names it (torchdiffeq would shrink the
+    step until it underflows); a field so stiff that the step size underflows a RuntimeError. The end
+    state is checked once.
     """
     x0 = check_batch(x0, "x0")
     check_positive_float(rtol, "rtol")
@@ -305,15 +374,34 @@ def solve_adaptive(
         options["max_num_steps"] = check_positive_int(max_steps, "max_steps")
     try:
         states = odeint(rhs, x0, grid, rtol=rtol, atol=atol, method=method, options=options)
-    except AssertionError as error:
-        if "max_num_steps exceeded" not in str(error):
-            raise
-        raise RuntimeError(
-            f"the adaptive solver {method!r} needed more than max_steps={max_steps} steps for rtol={rtol:g}, "
-            f"atol={atol:g} ({counted.nfe} evaluations): is the velocity a well-defined function of (x, t)?"
-        ) from error
+    except AssertionError as error:  # torchdiffeq's checks: a step cap, a step underflow, a NaN state
+        raise _adaptive_failure(error, counted, method, rtol, atol, max_steps) from error
+    check_finite_result(states[-1], "velocity", "the solution at the end time")
     trajectory = states.movedim(0, 1) if t_eval is not None else None
     return ODESolution(states[-1], counted.nfe, grid, trajectory)
+
+
+def _adaptive_failure(
+    error: AssertionError, counted: _CountingVelocity, method: str, rtol: float, atol: float, max_steps: int | None
+) -> Exception:
+    """The error to raise for one of torchdiffeq's assertions, in the reader's terms."""
+    if counted.last is not None and not bool(torch.isfinite(counted.last[1]).all()):
+        t = counted.last[0].reshape(-1)[0].item()
+        where = f" at t = {t:.6g}" if math.isfinite(t) else ""
+        return ValueError(
+            f"velocity(x, t) returned NaN or inf{where} during the adaptive solve ({counted.nfe} evaluations): "
+            "look for NaN weights in the model, or a field that is not defined there"
+        )
+    if "max_num_steps exceeded" in str(error):
+        return RuntimeError(
+            f"the adaptive solver {method!r} needed more than max_steps={max_steps} steps for rtol={rtol:g}, "
+            f"atol={atol:g} ({counted.nfe} evaluations): the velocity is stiff (or not a well-defined function "
+            "of (x, t)); loosen rtol and atol, raise max_steps, or use a fixed-step solve_ode"
+        )
+    return RuntimeError(
+        f"the adaptive solver {method!r} could not continue after {counted.nfe} evaluations (the step size "
+        f"underflowed: {error}); the velocity is too stiff or singular for rtol={rtol:g}, atol={atol:g}"
+    )
 
 
 #: The fixed-grid methods of torchdiffeq that :func:`differentiable_solve` accepts with ``steps``.
@@ -450,6 +538,9 @@ Diffusion = float | Callable[[Tensor], Tensor | float]
 
 def diffusion_at(g: Diffusion, t: Tensor) -> Tensor:
     """Evaluate a diffusion coefficient at times ``t`` ``(B,)``; returns ``(B,)`` and checks g_t >= 0."""
+    if not isinstance(t, Tensor) or t.ndim != 1 or not t.is_floating_point():
+        what = f"shape {tuple(t.shape)}, {t.dtype}" if isinstance(t, Tensor) else type(t).__name__
+        raise TypeError(f"t must be a floating-point tensor of times (B,), got {what}")
     if callable(g):
         value = g(t)
         value = torch.as_tensor(value, dtype=t.dtype, device=t.device).expand(t.shape[0])
@@ -460,16 +551,16 @@ def diffusion_at(g: Diffusion, t: Tensor) -> Tensor:
         raise TypeError(f"g (the diffusion coefficient) must be a number >= 0 or a callable g(t), got {kind}")
     if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
         low = value.min().item()
-        raise ValueError(f"g_t (the diffusion coefficient) must be finite and >= 0, got values down to {low:.4g}")
+        raise ValueError(f"g (the diffusion coefficient g_t) must be finite and >= 0, got values down to {low:.4g}")
     return value
 
 
 def _generator_for(generator: torch.Generator | int | None, x: Tensor) -> torch.Generator | None:
     if generator is None or isinstance(generator, torch.Generator):
         return generator
-    if isinstance(generator, bool) or not isinstance(generator, int) or generator < 0:
+    if isinstance(generator, bool) or not isinstance(generator, int):
         raise TypeError(f"generator must be a torch.Generator, an int seed >= 0 or None, got {generator!r}")
-    return torch.Generator(device=x.device).manual_seed(generator)
+    return torch.Generator(device=x.device).manual_seed(check_seed(generator, "generator"))
 
 
 def sde_drift(velocity: Velocity, score: Velocity, g: Diffusion) -> Velocity:
@@ -636,8 +727,10 @@ def euler_maruyama(
         return_trajectory: also return the states on the grid, ``(B, T + 1, ...)``.
 
     Returns:
-        :class:`ODESolution`; ``nfe`` counts the drift evaluations (one per step).
+        :class:`ODESolution`; ``nfe`` counts the drift evaluations (one per step). The end state is
+        checked once: NaN or inf there raises a ValueError that names ``drift``.
     """
+    check_flag(return_trajectory, "return_trajectory")
     x = check_batch(x0, "x0")
     if (steps is None) == (t_grid is None):
         raise ValueError("give exactly one of steps (an int >= 1) or t_grid (a 1-D tensor of times)")
@@ -646,7 +739,7 @@ def euler_maruyama(
         raise ValueError("the SDE is integrated forward in time: t_grid (or t0 < t1) must increase")
     grid = grid.to(device=x.device, dtype=torch.float64)
     gen = _generator_for(generator, x)
-    counted = _CountingVelocity(drift, x.shape)
+    counted = _CountingVelocity(drift, x.shape, "drift")
     diffusion_at(g, grid[:1].to(x.dtype))  # fail early on a bad g
     states = [x] if return_trajectory else None
     for i in range(grid.shape[0] - 1):
@@ -656,6 +749,7 @@ def euler_maruyama(
         x = x + h * counted(x, t) + s * (h**0.5) * noise
         if states is not None:
             states.append(x)
+    check_finite_result(x, "drift (or g)", "the solution at the end of the grid")
     trajectory = torch.stack(states, dim=1) if states is not None else None
     return ODESolution(x, counted.nfe, grid, trajectory)
 
@@ -674,7 +768,8 @@ def langevin_corrector(
     .. math:: x \leftarrow x + \epsilon\, \nabla\log p_t(x) + \sqrt{2\epsilon}\, z, \qquad z \sim \mathcal N(0, I).
 
     Used as a *corrector* after each step of a sampler (predictor-corrector sampling of Song et al.
-    2021). ``score(x, t)`` with ``t`` ``(B,)``; ``x`` ``(B, ...)``; returns the moved points.
+    2021). ``score(x, t)`` with ``t`` ``(B,)``; ``x`` ``(B, ...)``; returns the moved points (checked
+    once: NaN or inf raises a ValueError that names ``score``).
     """
     x = check_batch(x, "x")
     eps = check_positive_float(step_size, "step_size")
@@ -688,4 +783,4 @@ def langevin_corrector(
     for _ in range(n_steps):
         s = check_model_output(score(x, tt), x.shape, "score(x, t)")
         x = x + eps * s + (2 * eps) ** 0.5 * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-    return x
+    return check_finite_result(x, "score", "the moved points")

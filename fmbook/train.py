@@ -53,6 +53,7 @@ from ._validation import (
     check_callable,
     check_positive_float,
     check_positive_int,
+    check_seed,
     check_unit_interval,
 )
 from .losses import Divergence, cfm_loss, squared_euclidean
@@ -154,8 +155,8 @@ def default_device() -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (all devices)."""
-    check_positive_int(seed, "seed", minimum=0)
+    """Seed Python's, NumPy's and torch's generators (all devices); ``seed`` an int in [0, 2**32)."""
+    check_seed(seed, "seed")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -293,6 +294,9 @@ def local_rows(x: Tensor) -> Tensor:
     so that every process holds the same number of rows and the average of the processes'
     mean losses is the mean loss of the global batch.
     """
+    if not isinstance(x, Tensor) or x.ndim == 0:
+        what = "a 0-d tensor" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"x must be a batch tensor (B, ...), got {what}")
     rank, size = world()
     if size == 1:
         return x
@@ -467,6 +471,7 @@ def load_checkpoint(
     ValueError) and leaves ``model``, ``optimizer``, ``scheduler``, ``ema`` and the random
     generators exactly as they were.
     """
+    _check_flag(restore_rng, "restore_rng")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"path {str(path)!r} is not a checkpoint file (it does not exist)")
@@ -583,7 +588,7 @@ def fit(
         lr: the learning rate of Adam (> 0).
         device: where to train, e.g. ``"cpu"``, ``"cuda:0"`` or a ``torch.device``; it must
             exist on this machine. :func:`default_device` when None (under DDP the process's GPU).
-        seed: an int >= 0 that seeds every generator before training, for reproducible runs
+        seed: an int in [0, 2**32) that seeds every generator before training, for reproducible runs
             (the same on every process, so that all draw the same global batch).
         ema_decay: keep an exponential moving average of the weights with this decay
             (in (0, 1), e.g. 0.99); None for no EMA.
@@ -627,7 +632,12 @@ def fit(
     check_positive_float(lr, "lr")
     if ema_decay is not None:
         check_unit_interval(ema_decay, "ema_decay", open_low=True, open_high=True)
-    check_positive_int(seed, "seed", minimum=0)
+    check_seed(seed, "seed")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"model must have trainable parameters for fit to optimise, but {type(model).__name__} has none "
+            "(or all have requires_grad=False)"
+        )
     for name, flag in (("cosine_decay", cosine_decay), ("progress", progress), ("amp", amp), ("resume", resume)):
         _check_flag(flag, name)
     if not isinstance(description, str):
@@ -762,6 +772,13 @@ def _check_data(data: object, name: str = "data") -> Tensor:
     return check_batch(data, name)
 
 
+def _as_model_dtype(x: Tensor, model: nn.Module) -> Tensor:
+    """``x`` in the floating dtype of ``model``'s weights (the recipes accept e.g. float64 data for a
+    float32 model, as NumPy arrays converted with ``torch.from_numpy`` are)."""
+    weight = next((p for p in _unwrap(model).parameters() if p.is_floating_point()), None)
+    return x if weight is None or x.dtype == weight.dtype else x.to(weight.dtype)
+
+
 def _flow_matching_loss(
     data: Tensor,
     batch_size: int,
@@ -832,6 +849,10 @@ def logit_normal_times(
     check_positive_float(std, "std")
     if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
         raise ValueError(f"mean must be a finite real number, got {mean!r}")
+    if device is not None:
+        device = _check_device(device)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     z = torch.randn(n, generator=generator, device=device)
     return torch.sigmoid(mean + std * z)
 
@@ -859,13 +880,16 @@ def train_flow_matching(
         steps: optimisation steps.
         batch_size: points per step.
         source: optional source set of the same event shape; a standard Gaussian when None.
+            ``data`` and ``source`` are cast to the dtype of the model's weights.
         path: the affine path (CondOT when None).
         divergence: the CFM divergence (squared Euclidean by default).
         **fit_kwargs: passed to :func:`fit` (``lr``, ``device``, ``seed``, ``ema_decay``, ...).
     """
-    data = _check_data(data)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    data = _as_model_dtype(_check_data(data), model)
     if source is not None:
-        source = _check_data(source, "source")
+        source = _as_model_dtype(_check_data(source, "source"), model)
         if source.shape[1:] != data.shape[1:]:
             raise ValueError(f"source must have rows of shape {tuple(data.shape[1:])}, got {tuple(source.shape)}")
     check_positive_int(batch_size, "batch_size")
@@ -889,6 +913,8 @@ def null_condition_of(model: nn.Module, like: Tensor) -> Tensor:
     Class labels (an integer tensor): ``model.null_class`` (the extra class of the embedding
     table); any other condition (e.g. a low-resolution image): zeros.
     """
+    if not isinstance(like, Tensor):
+        raise TypeError(f"like must be a tensor of conditions, got {type(like).__name__}")
     if like.is_floating_point():
         return torch.zeros_like(like)
     null = getattr(_unwrap(model), "null_class", None)
@@ -918,13 +944,15 @@ def train_conditional_flow_matching(
     Args:
         model: ``model(x, t, c)``, e.g. :class:`fmbook.models.UNet` or
             :class:`fmbook.models.ConditionalMLPVelocityField`.
-        data: the training set ``(N, ...)``.
+        data: the training set ``(N, ...)``, cast to the dtype of the model's weights.
         conditions: one condition per row: class labels ``(N,)`` or, e.g., images ``(N, C, h, w)``.
         steps, batch_size: as in :func:`train_flow_matching`.
         p_uncond: label-dropout probability in [0, 1).
         path, divergence, **fit_kwargs: as in :func:`train_flow_matching`.
     """
-    data = _check_data(data)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    data = _as_model_dtype(_check_data(data), model)
     if not isinstance(conditions, Tensor) or conditions.ndim < 1 or conditions.shape[0] != data.shape[0]:
         shape = tuple(conditions.shape) if isinstance(conditions, Tensor) else type(conditions).__name__
         raise ValueError(f"conditions must have one row per data row ({data.shape[0]}), got {shape}")
@@ -949,6 +977,8 @@ def train_conditional_flow_matching(
 
 def copy_to_cpu(model: nn.Module) -> nn.Module:
     """A CPU copy of a trained model, e.g. to plot or to compute exact metrics with POT."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return copy.deepcopy(_unwrap(model)).to("cpu")
 
 
@@ -965,6 +995,14 @@ def _check_scale(scale: object, name: str = "guidance_scale") -> float:
     return float(scale)
 
 
+def _check_predictions(a: object, b: object, names: tuple[str, str]) -> None:
+    """Floating-point tensors (metadata only: the guided field is evaluated at every solver step)."""
+    for name, value in zip(names, (a, b)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            what = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"{name} must be a floating-point tensor, got {what}")
+
+
 def combine_guidance(v_cond: Tensor, v_uncond: Tensor, guidance_scale: float) -> Tensor:
     r"""Classifier-free guidance: :math:`\tilde v = v(x, t, \varnothing) + w\,(v(x, t, c) - v(x, t, \varnothing))`.
 
@@ -972,6 +1010,7 @@ def combine_guidance(v_cond: Tensor, v_uncond: Tensor, guidance_scale: float) ->
     further along the conditional direction. Shapes: ``(B, ...)`` in and out.
     """
     w = _check_scale(guidance_scale)
+    _check_predictions(v_cond, v_uncond, ("v_cond", "v_uncond"))
     if v_cond.shape != v_uncond.shape:
         raise ValueError(
             f"v_cond and v_uncond must have the same shape, got {tuple(v_cond.shape)} and {tuple(v_uncond.shape)}"
@@ -1001,6 +1040,7 @@ def combine_guidance_ho_salimans(pred_cond: Tensor, pred_uncond: Tensor, w_ho_sa
     ``combine_guidance(pred_cond, pred_uncond, guidance_scale_from_ho_salimans(w_ho_salimans))``.
     """
     w = _check_scale(w_ho_salimans, "w_ho_salimans")
+    _check_predictions(pred_cond, pred_uncond, ("pred_cond", "pred_uncond"))
     if pred_cond.shape != pred_uncond.shape:
         raise ValueError(
             f"pred_cond and pred_uncond must have the same shape, got {tuple(pred_cond.shape)} "
@@ -1092,7 +1132,7 @@ def sample_with_guidance(
         shape: the shape of one sample, e.g. ``(1, 8, 8)``.
         guidance_scale: ``w`` of :func:`guided_velocity`.
         steps, method: the fixed-step solver of :func:`fmbook.solvers.solve_ode`.
-        seed: seed of the noise (a private generator: the global one is left alone).
+        seed: seed of the noise, an int in [0, 2**32) (a private generator: the global one is left alone).
         x0: the noise ``(B, *shape)`` itself, instead of drawing it.
         interval: guide only for times in ``(t_low, t_high)`` (see :func:`guided_velocity`).
 
@@ -1103,6 +1143,8 @@ def sample_with_guidance(
     from .solvers import solve_ode
 
     _check_scale(guidance_scale)
+    if not isinstance(model, nn.Module) or next(_unwrap(model).parameters(), None) is None:
+        raise TypeError(f"model must be a conditional torch.nn.Module with parameters, got {type(model).__name__}")
     if not isinstance(c, Tensor) or c.ndim < 1 or c.shape[0] == 0:
         raise TypeError(f"c must be a non-empty tensor of conditions (B, ...), got {type(c).__name__}")
     device = next(_unwrap(model).parameters()).device
@@ -1113,11 +1155,15 @@ def sample_with_guidance(
         check_labels(c, int(num_classes), c.shape[0], name="c")
     c = c.to(device)
     shape = _check_sample_shape(shape)
+    if seed is not None:
+        check_seed(seed, "seed")
     if x0 is None:
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         x0 = torch.randn((c.shape[0], *shape), generator=g).to(device)
-    elif tuple(x0.shape) != (c.shape[0], *shape):
-        raise ValueError(f"x0 must have shape {(c.shape[0], *shape)}, got {tuple(x0.shape)}")
+    else:
+        x0 = check_batch(x0, "x0")
+        if tuple(x0.shape) != (c.shape[0], *shape):
+            raise ValueError(f"x0 must have shape {(c.shape[0], *shape)}, got {tuple(x0.shape)}")
     velocity = guided_velocity(model, c, guidance_scale, interval)
     return solve_ode(velocity, x0.to(device), steps=steps, method=method).x
 

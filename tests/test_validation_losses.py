@@ -31,8 +31,8 @@ BAD_CFM = [
     (dict(path=CondOTScheduler()), TypeError, r"path must be an AffinePath"),
     (dict(divergence=2.0), TypeError, r"divergence must be callable"),
     (dict(divergence=lambda a, b: ((a - b) ** 2).sum()), ValueError, r"divergence must return one value per sample"),
-    (dict(x0=X0.double(), x1=X1.double()), TypeError, r"x must have the dtype of the model's weights"),
-    (dict(x0=X0.half(), x1=X1.half()), TypeError, r"x must have the dtype of the model's weights"),
+    (dict(x0=X0.double(), x1=X1.double()), TypeError, r"x0 and x1 must have the dtype of the model's weights"),
+    (dict(x0=X0.half(), x1=X1.half()), TypeError, r"x0 and x1 must have the dtype of the model's weights"),
 ]
 
 
