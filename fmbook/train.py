@@ -896,7 +896,7 @@ class _Threads:
 
 def train_small_flow(
     data: Tensor,
-    steps: int = 8000,
+    steps: int = 6000,
     batch_size: int = 256,
     lr: float = 1e-2,
     width: int = 128,
@@ -915,8 +915,8 @@ def train_small_flow(
 
     For a small network on a CPU the cost of a step grows with the batch far more slowly than its
     gradient noise falls, and a single thread wastes no time on synchronisation: at an equal
-    number of CPU seconds, 8000 steps of batch 256 at ``lr`` 1e-2 on one thread end sharper than
-    2000 steps of batch 1024 at 3e-3, chapter 3's recipe (for the book's moons, the RMS distance of
+    number of CPU seconds, 6000 steps of batch 256 at ``lr`` 1e-2 on one thread end sharper than
+    1500 steps of batch 1024 at 3e-3, chapter 3's recipe (for the book's moons, the RMS distance of
     the samples to the moon curves, :func:`fmbook.metrics.moon_curve_rms`; see ``benchmarks/sharp_fit.py``
     and its figures in ``benchmarks/README.md``).
     The model is seeded by ``seed`` too, so one call is one reproducible training run.
