@@ -914,11 +914,12 @@ def train_small_flow(
               \lVert v_\theta(t X_1 + (1 - t) X_0, t) - (X_1 - X_0)\rVert^2 .
 
     For a small network on a CPU the cost of a step grows with the batch far more slowly than its
-    gradient noise falls, and a single thread wastes no time on synchronisation: at an equal
-    number of CPU seconds, 6000 steps of batch 256 at ``lr`` 1e-2 on one thread end sharper than
-    1500 steps of batch 1024 at 3e-3, chapter 3's recipe (for the book's moons, the RMS distance of
-    the samples to the moon curves, :func:`fmbook.metrics.moon_curve_rms`; see ``benchmarks/sharp_fit.py``
-    and its figures in ``benchmarks/README.md``).
+    gradient noise falls, and a single thread wastes no time on synchronisation: for about the same
+    CPU seconds (20 to 23 on a shared two-core machine), 6000 steps of batch 256 at ``lr`` 1e-2 on
+    one thread end sharper than 4000 steps of chapter 3's batch 1024 at 3e-3 (for the book's moons,
+    an RMS distance of the samples to the moon curves, :func:`fmbook.metrics.moon_curve_rms`, of
+    0.106 against 0.112; the data's own is 0.100). See ``benchmarks/sharp_fit.py`` and its figures
+    in ``benchmarks/README.md``.
     The model is seeded by ``seed`` too, so one call is one reproducible training run.
 
     Args:
