@@ -8,8 +8,10 @@ Usage (the peers are benchmark-only dependencies, in a separate environment)::
 Three recipes learn the same job: the standard Gaussian to the canonical moons
 (:func:`fmbook.data.sample_moons`), each drawing its mini-batches from the same training set:
 
-* **fmbook** (the book's recipe): ``MLPVelocityField(2, 128, 4)``, batch 1024, Adam lr 3e-3 with
-  cosine decay, EMA 0.99, via :func:`fmbook.train.train_flow_matching`;
+* **fmbook**: ``MLPVelocityField(2, 128, 4)`` with cosine decay and EMA 0.99, by default
+  :func:`fmbook.train.train_small_flow` (batch 256, Adam lr 1e-2; runs of 2000, 4000 and 8000
+  steps), or with ``--book-recipe chapter`` chapter 3's (batch 1024, lr 3e-3, via
+  :func:`fmbook.train.train_flow_matching`; 1000, 2000 and 3000 steps);
 * **flow_matching** (Meta, its 2-D example): a Swish MLP of width 512 with t concatenated,
   batch 4096, Adam lr 1e-3, ``AffineProbPath(CondOTScheduler())``, sampled with its ``ODESolver``;
 * **torchcfm** (its 2-D tutorial): ``torchcfm.models.MLP(2, w=64, time_varying=True)``, batch 256,
@@ -20,7 +22,9 @@ Every model is scored the same way: 2000 samples from the midpoint rule with 8 v
 evaluations (NFE 8, 4 steps), each with its own library's solver, against 2000 fresh moons with
 :func:`fmbook.metrics.sliced_w2`; the targets are 1.2 (the issue's), 1.5 and 2 times the noise floor of that metric
 (:class:`fmbook.metrics.FloorReference`: two independent draws of 2000 moons, averaged over 20 pairs,
-and each evaluation averaged over 20 draws against the same data sets). The three trainings
+and each evaluation averaged over 20 draws against the same data sets). ``--peers`` picks the
+peers, ``--peer-adam default fused`` runs each peer with torch's default Adam (as their examples
+do) and with the fused one, side by side. The trainings
 are interleaved in slices of ``--slice`` seconds so that a change in the load of a shared
 machine falls on all of them alike; only training is timed (evaluation is not).
 """
@@ -34,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -42,10 +47,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fmbook import data, metrics, solvers  # noqa: E402
 from fmbook.models import MLPVelocityField  # noqa: E402
-from fmbook.train import train_flow_matching  # noqa: E402
+from fmbook.train import train_flow_matching, train_small_flow  # noqa: E402
 
 N_EVAL = 2000
 NFE = 8
+
+#: The book's recipes (``--book-recipe``): chapter 3's, and :func:`fmbook.train.train_small_flow`.
+BOOK_RECIPES = {
+    "chapter": {"batch_size": 1024, "lr": 3e-3, "steps": [1000, 2000, 3000]},
+    "small": {"batch_size": 256, "lr": 1e-2, "steps": [2000, 4000, 8000]},
+}
+
+
+def make_adam(parameters: object, lr: float, kind: str) -> torch.optim.Adam:
+    """The peers' Adam: torch's default implementation (a loop over tensors on a CPU), or ``fused``/``foreach``."""
+    if kind == "default":
+        return torch.optim.Adam(parameters, lr=lr)
+    return torch.optim.Adam(parameters, lr=lr, **{kind: True})
 
 
 class Clock:
@@ -86,9 +104,12 @@ class Run:
         self.rng_state = None  # the global torch generator state of this run while it is paused
         self.done = False
 
+    #: seconds between evaluations, at least (and at least 10 % of the time so far)
+    resolution = 0.5
+
     def due(self) -> bool:
         last = self.evals[-1][0] if self.evals else 0.0
-        return not self.evals or self.clock.t >= max(last + 0.5, 1.1 * last)
+        return not self.evals or self.clock.t >= max(last + self.resolution, 1.1 * last)
 
     def evaluate(self, reference: metrics.FloorReference) -> float:
         """The mean sliced W2 of fresh samples against the reference's data sets (those of its floor)."""
@@ -121,7 +142,7 @@ class Swap:
         torch.set_rng_state(self.saved)
 
 
-def meta_flow_matching(train_set: Tensor, budget: float, seed: int) -> tuple[Run, Callable[[], None]]:
+def meta_flow_matching(train_set: Tensor, budget: float, seed: int, adam: str) -> tuple[Run, Callable[[], None]]:
     """Meta's flow_matching, its 2-D example recipe."""
     from flow_matching.path import AffineProbPath
     from flow_matching.path.scheduler import CondOTScheduler
@@ -151,14 +172,14 @@ def meta_flow_matching(train_set: Tensor, budget: float, seed: int) -> tuple[Run
     torch.manual_seed(seed)
     vf = MLP()
     path = AffineProbPath(scheduler=CondOTScheduler())
-    optim = torch.optim.Adam(vf.parameters(), lr=1e-3)
+    optim = make_adam(vf.parameters(), 1e-3, adam)
     solver = ODESolver(velocity_model=Wrapped(vf))
     grid = torch.linspace(0, 1, NFE // 2 + 1)
 
     def sample(x0: Tensor) -> Tensor:
         return solver.sample(x_init=x0, step_size=None, method="midpoint", time_grid=grid)
 
-    run = Run("flow_matching", "Swish MLP 512 x 4, batch 4096, Adam 1e-3", sample, budget)
+    run = Run("flow_matching", f"Swish MLP 512 x 4, batch 4096, Adam 1e-3 ({adam})", sample, budget)
     run.rng_state = torch.get_rng_state()
 
     def step() -> None:
@@ -174,7 +195,7 @@ def meta_flow_matching(train_set: Tensor, budget: float, seed: int) -> tuple[Run
     return run, step
 
 
-def torchcfm_recipe(train_set: Tensor, budget: float, seed: int) -> tuple[Run, Callable[[], None]]:
+def torchcfm_recipe(train_set: Tensor, budget: float, seed: int, adam: str) -> tuple[Run, Callable[[], None]]:
     """torchcfm, its 2-D tutorial recipe (with sigma = 0, the CondOT path of the other two)."""
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
     from torchcfm.models.models import MLP
@@ -183,7 +204,7 @@ def torchcfm_recipe(train_set: Tensor, budget: float, seed: int) -> tuple[Run, C
 
     torch.manual_seed(seed)
     model = MLP(dim=2, w=64, time_varying=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_adam(model.parameters(), 1e-3, adam)
     matcher = ConditionalFlowMatcher(sigma=0.0)
     node = NeuralODE(torch_wrapper(model), solver="midpoint", sensitivity="adjoint")
     span = torch.linspace(0, 1, NFE // 2 + 1)
@@ -191,7 +212,7 @@ def torchcfm_recipe(train_set: Tensor, budget: float, seed: int) -> tuple[Run, C
     def sample(x0: Tensor) -> Tensor:
         return node.trajectory(x0, t_span=span)[-1]
 
-    run = Run("torchcfm", "SELU MLP 64 x 3, batch 256, Adam 1e-3", sample, budget)
+    run = Run("torchcfm", f"SELU MLP 64 x 3, batch 256, Adam 1e-3 ({adam})", sample, budget)
     run.rng_state = torch.get_rng_state()
 
     def step() -> None:
@@ -215,15 +236,17 @@ def book_run(
     args: argparse.Namespace,
 ) -> Run:
     """The book's recipe for ``steps`` steps, evaluated on the way, with the peers interleaved."""
+    recipe = BOOK_RECIPES[args.book_recipe]
+    batch_size, lr = recipe["batch_size"], recipe["lr"]
     torch.manual_seed(args.seed)
-    model = MLPVelocityField(2, 128, 4)
+    model = MLPVelocityField(2, 128, 4)  # for "small", the network train_small_flow builds from the same seed
     # fit's callback hands over the network after every step; this mirror of fit's EMA (same
     # decay, updated after every optimizer step) is what is evaluated on the way. At the end it
     # is checked against fit's own EMA, bit for bit.
     mirror = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.99))
     book = Run(
         f"fmbook {steps}",
-        f"SiLU MLP 128 x 4, batch 1024, Adam 3e-3 cosine/{steps}, EMA .99",
+        f"SiLU MLP 128 x 4, batch {batch_size}, Adam {lr:g} cosine/{steps}, EMA .99",
         lambda x0: solvers.solve_ode(mirror.module, x0, steps=NFE // 2, method="midpoint").x,
         math.inf,
     )
@@ -244,18 +267,23 @@ def book_run(
     mirror.module.eval()
     book.evaluate(reference)  # the untrained network, at 0 s
     book.clock.start()
-    result = train_flow_matching(
-        model,
-        train_set,
-        steps=steps,
-        batch_size=1024,
-        lr=3e-3,
-        ema_decay=0.99,
-        seed=args.seed,
-        device="cpu",
-        progress=False,
-        callback=after_step,
-    )
+    if args.book_recipe == "small":
+        result = train_small_flow(
+            train_set, steps=steps, seed=args.seed, threads=None, device="cpu", callback=after_step
+        )
+    else:
+        result = train_flow_matching(
+            model,
+            train_set,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            ema_decay=0.99,
+            seed=args.seed,
+            device="cpu",
+            progress=False,
+            callback=after_step,
+        )
     book.clock.stop()
     assert all(
         torch.equal(p, q) for p, q in zip(result.ema_model.parameters(), mirror.module.parameters())
@@ -271,8 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds for each peer")
     parser.add_argument(
-        "--book-steps", type=int, nargs="+", default=[1000, 2000, 3000], help="lengths of the book's runs (steps)"
+        "--book-recipe", choices=sorted(BOOK_RECIPES), default="small",
+        help="the book's recipe: train_small_flow (small) or chapter 3's (chapter)",
     )
+    parser.add_argument("--book-steps", type=int, nargs="+", default=None, help="lengths of the book's runs (steps)")
+    parser.add_argument(
+        "--peers", nargs="+", choices=["flow_matching", "torchcfm"], default=["flow_matching", "torchcfm"]
+    )
+    parser.add_argument(
+        "--peer-adam", nargs="+", choices=["default", "fused", "foreach"], default=["default"],
+        help="the peers' Adam: torch's default (as their examples), fused or foreach; several: one run of each",
+    )
+    parser.add_argument("--resolution", type=float, default=0.5, help="seconds between evaluations, at least")
+    parser.add_argument("--exact-draws", type=int, default=10, help="draws of the final exact W2 (and of its floor)")
     parser.add_argument("--slice", type=float, default=0.5, help="seconds of training per turn")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a shared machine)")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="the time that is compared")
@@ -282,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--draws", type=int, default=20, help="draws averaged in the floor and in each evaluation")
     args = parser.parse_args(argv)
+    if args.book_steps is None:
+        args.book_steps = BOOK_RECIPES[args.book_recipe]["steps"]
     torch.set_num_threads(args.threads)
     Clock.mode = args.clock
+    Run.resolution = args.resolution
 
     train_set = data.sample_moons(50_000, seed=args.seed)
     # One pair of draws of 2000 moons gives a sliced W2 with a relative spread of about a third,
@@ -302,7 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    peers = [meta_flow_matching(train_set, args.budget, args.seed), torchcfm_recipe(train_set, args.budget, args.seed)]
+    recipes = {"flow_matching": meta_flow_matching, "torchcfm": torchcfm_recipe}
+    peers = []
+    for name in args.peers:
+        for adam in args.peer_adam:
+            run, step = recipes[name](train_set, args.budget, args.seed, adam)
+            if adam != "default":
+                run.name = f"{name} {adam}"[:14] if name == "torchcfm" else f"fm {adam}"
+            peers.append((run, step))
 
     def run_peers_for(seconds: float) -> None:
         for run, step in peers:
@@ -328,7 +377,22 @@ def main(argv: list[str] | None = None) -> int:
         run_peers_for(args.slice)
 
     report(books, [run for run, _ in peers], floor, args.factors)
+    report_exact_w2(books + [run for run, _ in peers], args.exact_draws, args.seed)
     return 0
+
+
+def report_exact_w2(runs: list[Run], draws: int, seed: int) -> None:
+    """The exact W2 of each run's final model (its sampler, NFE 8) against the floor's distribution."""
+    reference = metrics.FloorReference(data.sample_moons, N_EVAL, metrics.exact_w2, repeats=draws, seed=seed)
+    q95 = float(np.quantile(reference.floor_values, 0.95))
+    print(
+        f"\nexact W2 of the final models ({draws} draws of {N_EVAL}; floor {reference.floor:.4f}, "
+        f"its 95th percentile {q95:.4f}):"
+    )
+    for r in runs:
+        with torch.no_grad():
+            q = reference.ratio(lambda n, s, r=r: r.sample(data.sample_gaussian(n, seed=900 + s)))
+        print(f"  {r.name:<14} {q.value:.4f} ({q}){'' if q.value <= q95 else '; above the 95th percentile'}")
 
 
 def report(books: list[Run], peers: list[Run], floor: float, factors: list[float]) -> None:

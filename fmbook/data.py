@@ -49,8 +49,9 @@ def sample_moons_with_labels(
     The distribution of ``2 * (X - (0.5, 0.25))`` with ``X = make_moons(n, noise)``: the
     upper arc ``(cos a, sin a)`` and the lower arc ``(1 - cos a, 0.5 - sin a)``, ``a`` in
     [0, pi], each with probability 1/2, plus isotropic Gaussian noise of standard deviation
-    ``noise`` (before the scaling by 2). The two moons are half circles of radius 2 centred
-    at ``(-1, 0.5)`` and ``(1, -0.5)``.
+    ``noise`` (before the scaling by 2). The two moons are half circles of radius 2: the upper
+    one centred at ``(-1, -0.5)`` (its points have y >= -0.5), the lower one at ``(1, 0.5)``
+    (y <= 0.5); :func:`fmbook.metrics.moon_curve_distance` measures the distance to them.
 
     scikit-learn places the points of ``make_moons`` evenly along the arcs, a stratified
     rather than a random sample: two calls then give almost the same set, which would make
