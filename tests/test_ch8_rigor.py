@@ -237,6 +237,11 @@ def test_the_ode_state_must_not_be_bfloat16():
     end16 = solvers.solve_ode(ones, torch.ones(3, 1, dtype=torch.bfloat16), steps=256, method="euler").x
     assert torch.equal(end32, torch.full((3, 1), 2.0))
     assert torch.equal(end16.float(), torch.ones(3, 1))  # every increment of 1/256 rounded away
+    # the increment is a tie, rounded to even: from a point whose last bit is odd it is doubled once,
+    # then lost: not every x in [1, 2) loses it
+    odd = torch.full((3, 1), 1 + 2**-7, dtype=torch.bfloat16)
+    end_odd = solvers.solve_ode(ones, odd, steps=256, method="euler").x
+    assert torch.equal(end_odd.float(), torch.full((3, 1), 1 + 2**-6))
 
 
 def test_amp_flag_is_recorded_only_where_it_runs():

@@ -116,6 +116,9 @@ def test_class_log_posterior_names_typical_mistakes():
     _rejects(ex.check_class_log_posterior, lambda x, t, d, lab, c: -no_prior(x, t, d, lab, c), "upside down")
     _rejects(ex.check_class_log_posterior, lambda x, t, d, lab, c: log_posterior(x, 1 - t, d, lab, c), "reversed")
     _rejects(ex.check_class_log_posterior, lambda *a: torch.exp(log_posterior(*a)), "logarithm")
+    # the prior of a class is its share of the points, not uniform over the classes
+    uniform_prior = lambda x, t, d, lab, c: no_prior(x, t, d, lab, c) + math.log(1 / 3)
+    _rejects(ex.check_class_log_posterior, uniform_prior, "share")
     # a value computed without autograd cannot give the guidance direction
     detached = lambda *a: log_posterior(*a).detach()
     result = _rejects(ex.check_class_log_posterior, detached)
@@ -133,6 +136,8 @@ def test_ho_salimans_guidance_names_typical_mistakes():
     _rejects(ex.check_ho_salimans_guidance, not_converted, "convert it")
     reversed_time = lambda ec, eu, x, t, w, sc: guided_velocity(ec, eu, x, 1 - t, w, sc)
     _rejects(ex.check_ho_salimans_guidance, reversed_time, "reversed")
+    condot_always = lambda ec, eu, x, t, w, sc: guided_velocity(ec, eu, x, t, w, paths.CondOTScheduler())
+    _rejects(ex.check_ho_salimans_guidance, condot_always, "scheduler")
 
 
 def test_ralston_step_names_typical_mistakes():
@@ -150,6 +155,15 @@ def test_ralston_step_names_typical_mistakes():
     # Heun's method has order 2: the order case alone would not catch it, the steps do
     result = ex.check_ralston_step(solvers.heun_step, verbose=False)
     assert result.cases[-1].passed and not any(c.passed for c in result.cases[:-1])
+
+
+def test_frechet_distance_accepts_any_real_number_type():
+    # a one-element NumPy array (np.asarray of the value, a (1,) array) is a correct answer too
+    assert passes(ex.check_frechet_distance(lambda a, b: np.asarray(frechet(a, b)), verbose=False))
+    assert passes(ex.check_frechet_distance(lambda a, b: np.array([frechet(a, b)]), verbose=False))
+    # a complex result (scipy.linalg.sqrtm without .real) is refused with its reason
+    result = ex.check_frechet_distance(lambda a, b: complex(frechet(a, b), 1e-9), verbose=False)
+    assert not passes(result) and "real part" in result.failures[0].detail
 
 
 def test_frechet_distance_names_typical_mistakes():

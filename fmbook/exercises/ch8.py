@@ -98,10 +98,12 @@ def check_class_log_posterior(
         ref = torch.cat([value[:, None], grad], dim=1)
         log_prior = math.log(members.shape[0] / n)
 
-        def bayes(xx, tt, sign_prior=1.0, flip=False, prob=False, members=members, data=data, log_prior=log_prior):
+        def bayes(
+            xx, tt, sign_prior=1.0, flip=False, prob=False, prior=None, members=members, data=data, log_prior=log_prior
+        ):
             tt = 1 - tt if flip else tt
             out = paths.marginal_log_density(xx, tt, members) - paths.marginal_log_density(xx, tt, data)
-            out = out + sign_prior * log_prior
+            out = out + (sign_prior * log_prior if prior is None else math.log(prior))
             return torch.exp(out) if prob else out
 
         variants = {
@@ -113,8 +115,12 @@ def check_class_log_posterior(
             ),
             "the time convention is reversed (t = 0 data, t = 1 noise)": lambda xx, tt, *_: bayes(xx, tt, flip=True),
             "this is p_t(c | x), not its logarithm": lambda xx, tt, *_: bayes(xx, tt, prob=True),
+            "the prior p(c) is the share of the points in class c, not 1 / (number of classes)": lambda xx, tt, *_: (
+                bayes(xx, tt, prior=1 / 3)
+            ),
         }
         mistakes = {h: _value_and_gradient(f, x, t, data, labels, c) for h, f in variants.items()}
+        mistakes = {h: v for h, v in mistakes.items() if not torch.allclose(v, ref)}
 
         def call(reader: Callable, x=x, t=t, data=data, labels=labels, c=c) -> Tensor:
             return _value_and_gradient(reader, x, t, data, labels, c)
@@ -169,6 +175,9 @@ def check_ho_salimans_guidance(
             "this is the guided noise prediction: convert it to a velocity": (1 + w_hs) * eps_c - w_hs * eps_u,
             "the time convention is reversed (t = 0 data, t = 1 noise)": train.combine_guidance(
                 velocity(eps_c, 1 - t), velocity(eps_u, 1 - t), w
+            ),
+            "the conversion ignores the path: use the scheduler's alpha_t, sigma_t": train.combine_guidance(
+                *(paths.convert(e, "epsilon", "velocity", x, t, paths.CondOTScheduler()) for e in (eps_c, eps_u)), w
             ),
         }
         mistakes = {h: v for h, v in mistakes.items() if not torch.allclose(v, ref)}
@@ -316,6 +325,13 @@ def _frechet_variant(a: Tensor, b: Tensor, kind: str = "right") -> Tensor:
 
 
 def _read_number(out: object) -> Tensor:
+    if isinstance(out, np.ndarray) and out.size == 1:  # e.g. np.asarray(d2) or a 1-element array
+        out = out.reshape(()).item() if np.isrealobj(out) else complex(out.reshape(()))
+    if isinstance(out, (complex, np.complexfloating)) or (isinstance(out, Tensor) and out.is_complex()):
+        raise Mismatch(
+            "fn(features_a, features_b) returned a complex number: the matrix square root of a product "
+            "of covariances can carry a tiny imaginary part from rounding; return the real part"
+        )
     if isinstance(out, Tensor):
         if out.numel() != 1:
             raise Mismatch(f"fn(features_a, features_b) must return one number, got shape {tuple(out.shape)}")
@@ -335,8 +351,8 @@ def check_frechet_distance(
     + \operatorname{Tr}\big(\Sigma_a + \Sigma_b - 2(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2})^{1/2}\big)`
     is returned, the square of the 2-Wasserstein distance between the two Gaussians (the FID's
     convention). Shapes: ``features_a`` ``(n, k)``, ``features_b`` ``(m, k)`` (float32); returns
-    a number (a float or a 0-dim tensor). Reference: POT's ``ot.gaussian.bures_wasserstein_distance``,
-    squared.
+    a real number (a float, a 0-dim tensor or a one-element array). Reference: POT's
+    ``ot.gaussian.bures_wasserstein_distance``, squared.
     """
     g = generator(seed)
     cases = []
