@@ -20,28 +20,13 @@ a hint. Each call runs on copies of its inputs (a function that modifies them in
 and the report shows the originals) and under a time limit (``time_limit`` seconds, 20 by
 default), so an endless loop gives a verdict instead of a hung notebook.
 
-The checkers live in one module per chapter (:mod:`fmbook.exercises.ch3` for chapter 3, ...)
-and are all importable from here. The oldest ones, on paths, solver steps, the CFM loss and
-OT pairings, are in :mod:`fmbook.exercises._checkers`:
-
-====================================  ==========================================================
-checker                               the reader's function
-====================================  ==========================================================
-:func:`check_conditional_velocity`    ``fn(x0, x1, t) -> u`` with ``u = d/dt (alpha_t x1 + sigma_t x0)``,
-                                      or ``fn(x, x1, t)`` (the velocity at a point ``x``) with
-                                      ``form="point"``
-:func:`check_euler_step`              ``fn(velocity, x, t, h) -> x_next`` (as :func:`fmbook.solvers.euler_step`)
-:func:`check_midpoint_step`           ``fn(velocity, x, t, h) -> x_next`` (as :func:`fmbook.solvers.midpoint_step`)
-:func:`check_cfm_loss`                ``fn(model, x0, x1, t) -> scalar loss`` (as :func:`fmbook.losses.cfm_loss`)
-:func:`check_ot_pairing`              ``fn(x0, x1) -> perm`` (``x1[perm]`` paired with ``x0``), or
-                                      ``fn(x0, x1) -> (x0_paired, x1_paired)``
-:func:`check_score_from_velocity`     ``fn(v, x, t) -> score`` for a Gaussian source
-:func:`check_marginal_velocity`       ``fn(x, t, data) -> u`` the exact marginal velocity of a finite data set
-====================================  ==========================================================
-
-Inputs ``x0, x1, x, v, data`` are float32 tensors ``(B, d)``; ``t`` is a tensor ``(B,)`` (a 0-dim
-tensor for the solver steps, whose ``h`` is a 0-dim tensor too). Every path is the
-CondOT path :math:`x_t = t x_1 + (1 - t) x_0` unless a ``scheduler`` is given.
+The checkers live in one module per chapter (:mod:`fmbook.exercises.ch3` for chapter 3, ...),
+whose docstrings give each reader function's signature, shapes and reference; all are
+importable from here, and :data:`BY_CHAPTER` lists them by chapter. The first seven, on paths,
+solver steps, the CFM loss and OT pairings, are written in :mod:`fmbook.exercises._checkers`
+and listed under the chapters that use them. Inputs are batch-first tensors ``(B, d)``, times
+``(B,)``; every path is the CondOT path :math:`x_t = t x_1 + (1 - t) x_0` unless a
+``scheduler`` is given.
 """
 
 from __future__ import annotations
