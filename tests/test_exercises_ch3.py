@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from exercise_answers import passes
 from torch import nn
 from torchdiffeq import odeint
 
@@ -109,10 +110,6 @@ def swapped_minimizer(targets):
     return torch.atanh(torch.tanh(targets).mean(0))
 
 
-def passes(result: ex.CheckResult) -> bool:
-    assert isinstance(result, ex.CheckResult)
-    assert bool(result) == result.passed == (not result.failures)
-    return result.passed
 
 
 def first_failure(result: ex.CheckResult):

@@ -10,6 +10,7 @@ import numpy as np
 import ot
 import pytest
 import torch
+from exercise_answers import passes
 
 from fmbook import exercises as ex
 from fmbook import ot as fot
@@ -59,10 +60,6 @@ def curved_path(x0, x1, t, c):
     return (1 - t) * x0 + t * x1 + c * t * (1 - t) * rotate(d), d + c * (1 - 2 * t) * rotate(d)
 
 
-def passes(result: ex.CheckResult) -> bool:
-    assert isinstance(result, ex.CheckResult)
-    assert bool(result) == result.passed == (not result.failures)
-    return result.passed
 
 
 def rejects(checker, answer, hint_word: str | None, **kwargs) -> ex.CheckResult:

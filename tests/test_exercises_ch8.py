@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from exercise_answers import passes, stub
 
 from fmbook import exercises as ex
 from fmbook import metrics, paths, solvers, train
@@ -63,10 +64,6 @@ def frechet_numpy(a, b):
     return float(mean_term + np.trace(cov_a + cov_b) - 2 * cross)
 
 
-def passes(result):
-    assert isinstance(result, ex.CheckResult)
-    assert bool(result) == result.passed == (not result.failures)
-    return result.passed
 
 
 @pytest.mark.parametrize(
@@ -215,8 +212,6 @@ def endless(*args):
         pass
 
 
-def stub(*args):
-    raise NotImplementedError("your turn")
 
 
 def wrong_shape(checker):
