@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._validation import TimeLike, as_time, broadcast_time, check_batch, check_positive_float, check_same_shape
+from ._checks import TimeLike, as_time, broadcast_time, check_batch, check_positive_float, check_same_shape
 from .ddpm import DDPMSchedule
 from .paths import PathSample, Scheduler, check_scheduler, time_at_snr
 from .train import _check_scale, guidance_scale_from_ho_salimans  # noqa: F401  (re-exported here)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validation import check_batch, check_positive_float, check_positive_int, check_tensor, check_unit_interval
+from ._checks import check_batch, check_positive_float, check_positive_int, check_tensor, check_unit_interval
 
 Sampler = Callable[..., Tensor]
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._validation import (
+from ._checks import (
     check_batch,
     check_callable,
     check_finite_result,

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import (
+from ._checks import (
     as_time,
     broadcast_time,
     check_batch,

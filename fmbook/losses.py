@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ._validation import as_time, check_batch, check_callable, check_same_shape
+from ._checks import as_time, check_batch, check_callable, check_same_shape
 from .ddpm import DDPMSchedule, q_sample
 from .paths import AffinePath, CondOTScheduler, Scheduler, check_scheduler
 

@@ -27,7 +27,7 @@ import ot
 import torch
 from torch import Tensor
 
-from ._validation import (
+from ._checks import (
     check_callable,
     check_points,
     check_positive_float,

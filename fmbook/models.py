@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._validation import broadcast_time, check_positive_float, check_positive_int
+from ._checks import broadcast_time, check_positive_float, check_positive_int
 
 
 def time_as_batch(t: float | Tensor, x: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ import ot
 import torch
 from torch import Tensor, nn
 
-from ._validation import (
+from ._checks import (
     as_time,
     check_batch,
     check_points,

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._validation import (
+from ._checks import (
     TimeLike,
     as_time,
     check_batch,

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._validation import check_points, check_positive_float, check_positive_int
+from ._checks import check_points, check_positive_float, check_positive_int
 from .paths import CondOTScheduler, Scheduler, check_scheduler, marginal_score, marginal_velocity
 from .solvers import FIXED_STEP_METHODS, solve_ode, time_grid
 

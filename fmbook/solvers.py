@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint, odeint_adjoint
 
-from ._validation import (
+from ._checks import (
     check_batch,
     check_callable,
     check_finite_result,

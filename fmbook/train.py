@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from ._validation import (
+from ._checks import (
     check_batch,
     check_callable,
     check_points,

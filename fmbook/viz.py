@@ -18,7 +18,7 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ._validation import (
+from ._checks import (
     check_box,
     check_callable,
     check_model_output,

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fmbook import data, metrics, paths
-from fmbook._validation import as_time
+from fmbook._checks import as_time
 from fmbook.losses import cfm_loss, l1_distance, log_cosh, squared_euclidean
 from fmbook.paths import PARAMETERIZATIONS, AffinePath
 from fmbook.solvers import FIXED_STEP_METHODS, solve_adaptive, solve_ode

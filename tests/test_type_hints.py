@@ -61,7 +61,7 @@ def test_public_callable_is_fully_annotated(name, function):
 
 def test_no_control_characters_in_sources():
     """A docstring written without r"..." turns \\b, \\a, \\t of LaTeX into control characters."""
-    for m in ["_validation", *MODULES]:
+    for m in ["_checks", *MODULES]:
         path = importlib.import_module(f"fmbook.{m}").__file__
         with open(path, encoding="utf-8") as f:
             text = f.read()

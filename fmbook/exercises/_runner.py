@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .. import paths
-from .._validation import check_positive_float
+from .._checks import check_positive_float
 
 #: Default tolerances of the comparisons (float32 inputs): ``|received - expected| <= ATOL + RTOL |expected|``.
 RTOL = 1e-4

@@ -199,3 +199,23 @@ def check_finite_result(x: Tensor, culprit: str, what: str = "the result") -> Te
             "solution diverged (look for NaN weights in the model, or take smaller steps)"
         )
     return x
+
+
+GeneratorLike = Union[int, torch.Generator, None]
+"""The book's one way to pass randomness: an int seed, a ``torch.Generator``, or None (torch's global one)."""
+
+
+def as_generator(
+    generator: object, name: str = "generator", device: str | torch.device | None = None
+) -> torch.Generator | None:
+    """``generator`` as a ``torch.Generator`` or None.
+
+    An int in [0, 2**32) gives a fresh generator seeded with it, on ``device`` (the CPU when None);
+    a ``torch.Generator`` is returned as it is (its state advances as it is used); None stays None,
+    which means torch's global generator. Anything else is a TypeError naming ``name``.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, int):
+        raise TypeError(f"{name} must be an int seed, a torch.Generator or None, got {type(generator).__name__}")
+    return torch.Generator(device=device if device is not None else "cpu").manual_seed(check_seed(generator, name))
