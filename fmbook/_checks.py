@@ -219,3 +219,49 @@ def as_generator(
     if isinstance(generator, bool) or not isinstance(generator, int):
         raise TypeError(f"{name} must be an int seed, a torch.Generator or None, got {type(generator).__name__}")
     return torch.Generator(device=device if device is not None else "cpu").manual_seed(check_seed(generator, name))
+
+
+def check_point_clouds(
+    a: object, b: object, names: tuple[str, str] = ("a", "b"), same_size: bool = False, to_float64_cpu: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Check two point clouds ``(n, d)`` and ``(m, d)``: finite, float, the same dimension ``d``.
+
+    ``same_size``: also ``n == m`` and the same device (for a pairing of the two). With
+    ``to_float64_cpu`` the clouds come back as detached float64 CPU copies (for metrics and OT
+    plans); otherwise ``b`` is cast to the dtype and device of ``a`` unless ``same_size`` asks
+    for them to agree already.
+    """
+    a = check_points(a, names[0])
+    b = check_points(b, names[1])
+    if b.shape[1] != a.shape[1]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same dimension, got {names[0]} of shape "
+            f"{tuple(a.shape)} and {names[1]} of shape {tuple(b.shape)}"
+        )
+    if same_size:
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(
+                f"{names[0]} and {names[1]} must hold the same number of points to be paired, "
+                f"got {a.shape[0]} and {b.shape[0]}"
+            )
+        if a.device != b.device:
+            raise ValueError(f"{names[0]} and {names[1]} must be on the same device, got {a.device} and {b.device}")
+    if to_float64_cpu:
+        return a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
+    return a, b if same_size else b.to(a)
+
+
+def check_batch_pair(a: object, b: object, names: tuple[str, str] = ("a", "b")) -> None:
+    """Metadata checks of two batches that must match (float tensors ``(B, ...)``, ``B >= 1``, one shape).
+
+    It reads no values, so it costs no device sync: the check for arguments that arrive once per
+    training step.
+    """
+    for name, x in zip(names, (a, b)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"{name} must have shape (batch, ...) with batch >= 1, got {tuple(x.shape)}")
+    check_same_shape(a, b, *names)
