@@ -16,7 +16,7 @@ in other variables; each function below is one translation, named after the pape
   :func:`book_from_karras`), the ODE of a denoiser in the book's time (:func:`karras_velocity`),
   the preconditioning and loss weight (:func:`edm_preconditioning`, :func:`edm_loss_weight`);
 * classifier-free guidance (Ho and Salimans 2022): their scale :math:`w` is the book's
-  :math:`w - 1` (:func:`guidance_scale_from_ho_salimans`, :func:`guidance_scale_to_ho_salimans`),
+  :math:`w - 1` (:func:`~fmbook.train.guidance_scale_from_ho_salimans`, :func:`guidance_scale_to_ho_salimans`),
   and their variance-preserving path indexed by the log-SNR (:func:`vp_coefficients_from_log_snr`);
 * rectified flow (Liu et al. 2022) and I-CFM (Tong et al. 2023): the linear interpolant, with
   Tong's optional constant noise (:func:`linear_interpolant`);
@@ -324,7 +324,7 @@ def edm_loss_weight(sigma: Tensor | float, sigma_data: float = 0.5) -> Tensor:
 def guidance_scale_to_ho_salimans(w_book: float) -> float:
     r"""Ho and Salimans' guidance scale of the book's :math:`w`: :math:`w - 1`.
 
-    The inverse of :func:`guidance_scale_from_ho_salimans`.
+    The inverse of :func:`~fmbook.train.guidance_scale_from_ho_salimans`.
     """
     return _check_scale(w_book, "w_book") - 1.0
 

@@ -172,6 +172,7 @@ def sample_gaussian(n: int, seed: int | None = None, dim: int = 2) -> Tensor:
     return torch.randn(n, dim, generator=g)
 
 
+#: The samplers of :func:`sample`, by name.
 DATASETS: dict[str, Sampler] = {
     "moons": sample_moons,
     "eight_gaussians": sample_eight_gaussians,

@@ -1021,7 +1021,7 @@ def train_conditional_flow_matching(
         conditions: one condition per row: class labels ``(N,)`` or, e.g., images ``(N, C, h, w)``.
         steps, batch_size: as in :func:`train_flow_matching`.
         p_uncond: label-dropout probability in [0, 1).
-        path, divergence, **fit_kwargs: as in :func:`train_flow_matching`.
+        path, divergence, \*\*fit_kwargs: as in :func:`train_flow_matching`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

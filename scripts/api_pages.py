@@ -1,0 +1,95 @@
+"""Writes the API reference of the book: one page per public module of fmbook, under chapters/appendix/api/.
+
+A page is a sentence on where the book uses the module, then Sphinx's ``automodule`` of it. The
+modules are found by walking the package (every module whose name has no part starting with an
+underscore); a module of fmbook that is not in ``USED_IN`` still gets a page, with a plain first
+sentence, so adding a module is one line here (its sentence) and a run of this script:
+
+    python scripts/api_pages.py           # writes the pages, removes those of modules that are gone
+    python scripts/api_pages.py --check   # exits 1 if a page is missing, stale or left over
+
+The table of contents (_toc.yml) takes the pages by a glob, so it needs no change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "chapters" / "appendix" / "api"
+
+# Which chapters use each module: the first sentence of its page.
+USED_IN = {
+    "fmbook.conventions": "The conventions every chapter follows (time direction, shapes, randomness).",
+    "fmbook.data": "The toy data sets of every chapter: moons, Gaussian mixtures, checkerboards, digits.",
+    "fmbook.ddpm": "Chapter 7 (DDPM) trains and samples the discrete-time diffusion model with this module.",
+    "fmbook.exercises": "The graders of the readers' exercises: each chapter's exercise cells call the "
+                        "``check_*`` functions of its submodule.",
+    "fmbook.likelihood": "Chapter 2 (ODEs, flows and CNFs) computes exact log-likelihoods of a flow with this module.",
+    "fmbook.losses": "Chapter 3 (flow matching) introduces the conditional flow-matching loss; "
+                     "chapters 6 and 7 add the score and noise-prediction losses.",
+    "fmbook.metrics": "The sample-quality measures that the chapters report, from chapter 1 on.",
+    "fmbook.models": "The velocity and score networks that the chapters train, from chapter 3 on.",
+    "fmbook.ot": "Chapter 4 (optimal transport) pairs samples by transport plans, measures straightness and reflows.",
+    "fmbook.paths": "Chapter 3 builds the probability paths; chapter 5 (affine Gaussian paths) studies their "
+                    "schedulers and conversions.",
+    "fmbook.processes": "Chapter 1 (generative paradigms) simulates the processes that take noise to data.",
+    "fmbook.solvers": "Chapter 2 (ODEs, flows and CNFs) writes an Euler step by hand and then uses these "
+                      "solvers; every later chapter samples with them.",
+    "fmbook.train": "Chapter 3 trains its first flow with :func:`fmbook.train.fit`; chapter 8 (in practice) "
+                    "scales the training up.",
+    "fmbook.viz": "The figures of every chapter.",
+}
+
+
+def public_modules(package: str = "fmbook") -> list[str]:
+    """The importable public modules of ``package``: the package itself and every submodule without a private part."""
+    root = importlib.import_module(package)
+    names = [package]
+    for info in pkgutil.walk_packages(root.__path__, prefix=package + "."):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
+            names.append(info.name)
+    return sorted(names)
+
+
+def documented_modules() -> list[str]:
+    """The modules that get a page: all the public ones (the graders of each chapter included)."""
+    return public_modules()
+
+
+def page_text(module: str) -> str:
+    sentence = USED_IN.get(module, f"The module ``{module}`` of the book's package.")
+    options = "" if module == "fmbook" else "   :members:\n   :undoc-members:\n   :show-inheritance:\n"
+    if module.startswith("fmbook.exercises.ch"):
+        sentence = USED_IN.get(module, f"The graders of the exercises of chapter {module[-1]}.")
+    return (f"# `{module}`\n\n{sentence}\n\n```{{eval-rst}}\n.. automodule:: {module}\n{options}```\n")
+
+
+def expected_pages() -> dict[Path, str]:
+    return {PAGES / f"{name}.md": page_text(name) for name in documented_modules() if name != "fmbook"}
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    expected = expected_pages()
+    present = {p for p in PAGES.glob("fmbook.*.md")}
+    wrong = sorted([p for p, text in expected.items() if not p.exists() or p.read_text() != text]
+                   + [p for p in present if p not in expected])
+    if check:
+        for path in wrong:
+            print(f"stale or missing: {path.relative_to(ROOT)}")
+        return 1 if wrong else 0
+    PAGES.mkdir(parents=True, exist_ok=True)
+    for path in present - set(expected):
+        path.unlink()
+    for path, text in expected.items():
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main(sys.argv[1:]))
