@@ -8,18 +8,23 @@ sentence, so adding a module is one line here (its sentence) and a run of this s
     python scripts/api_pages.py           # writes the pages, removes those of modules that are gone
     python scripts/api_pages.py --check   # exits 1 if a page is missing, stale or left over
 
-The table of contents (_toc.yml) takes the pages by a glob, so it needs no change.
+The script also writes their entries in _toc.yml, under the page ``chapters/appendix/api/index``
+(one ``file:`` each, as the PDF and the reader notebooks read the table of contents).
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "chapters" / "appendix" / "api"
+TOC = ROOT / "_toc.yml"
+INDEX = "      - file: chapters/appendix/api/index\n"
+SECTIONS = re.compile(re.escape(INDEX) + r"(        sections:\n(          - file: chapters/appendix/api/\S+\n)*)?")
 
 # Which chapters use each module: the first sentence of its page.
 USED_IN = {
@@ -65,11 +70,19 @@ def page_text(module: str) -> str:
     options = "" if module == "fmbook" else "   :members:\n   :undoc-members:\n   :show-inheritance:\n"
     if module.startswith("fmbook.exercises.ch"):
         sentence = USED_IN.get(module, f"The graders of the exercises of chapter {module[-1]}.")
-    return (f"# `{module}`\n\n{sentence}\n\n```{{eval-rst}}\n.. automodule:: {module}\n{options}```\n")
+    return (f"# {module}\n\n{sentence}\n\n```{{eval-rst}}\n.. automodule:: {module}\n{options}```\n")
 
 
 def expected_pages() -> dict[Path, str]:
     return {PAGES / f"{name}.md": page_text(name) for name in documented_modules() if name != "fmbook"}
+
+
+def toc_text(toc: str, pages: list[Path]) -> str:
+    """``toc`` (the text of _toc.yml) with one entry per page under the API index."""
+    if INDEX not in toc:
+        raise SystemExit(f"_toc.yml has no entry {INDEX.strip()!r}")
+    entries = "".join(f"          - file: {p.relative_to(ROOT).with_suffix('').as_posix()}\n" for p in pages)
+    return SECTIONS.sub(lambda _: INDEX + "        sections:\n" + entries, toc, count=1)
 
 
 def main(argv: list[str]) -> int:
@@ -78,6 +91,10 @@ def main(argv: list[str]) -> int:
     present = {p for p in PAGES.glob("fmbook.*.md")}
     wrong = sorted([p for p, text in expected.items() if not p.exists() or p.read_text() != text]
                    + [p for p in present if p not in expected])
+    toc = TOC.read_text()
+    new_toc = toc_text(toc, sorted(expected, key=lambda p: p.stem.split(".")))
+    if new_toc != toc:
+        wrong.append(TOC)
     if check:
         for path in wrong:
             print(f"stale or missing: {path.relative_to(ROOT)}")
@@ -87,6 +104,7 @@ def main(argv: list[str]) -> int:
         path.unlink()
     for path, text in expected.items():
         path.write_text(text)
+    TOC.write_text(new_toc)
     return 0
 
 

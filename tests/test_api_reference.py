@@ -90,7 +90,7 @@ def test_each_page_says_where_the_book_uses_the_module():
         if module == "fmbook":
             continue
         title, sentence = page.read_text().split("\n\n")[:2]
-        assert title == f"# `{module}`" and not sentence.startswith(("#", "```")) and sentence.endswith("."), page
+        assert title == f"# {module}" and not sentence.startswith(("#", "```")) and sentence.endswith("."), page
     assert set(api_pages.USED_IN) <= set(api_pages.public_modules()), "USED_IN names a module that is gone"
 
 
