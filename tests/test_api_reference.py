@@ -180,3 +180,32 @@ def test_target_resolves_full_names_only():
     assert ext.target("fmbook.paths.AffinePath()", objects, {}) == ("api/paths", "fmbook.paths.AffinePath")
     for text in ("AffinePath", "fmbook.paths.AffinePath(t)", "fmbook.paths.Nothing", "x = fmbook.paths.AffinePath"):
         assert ext.target(text, objects, {}) is None, text
+
+
+def _resolves(name: str) -> bool:
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        module = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(module)
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_the_chapters_mention_only_names_that_exist():
+    nbformat = pytest.importorskip("nbformat")
+    stale = []
+    for path in sorted((ROOT / "chapters").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                for name in re.findall(r"`(fmbook(?:\.\w+)+)(?:\(\))?`", cell.source):
+                    if not _resolves(name) or any(p.startswith("_") for p in name.split(".")):
+                        stale.append(f"{path.name}: {name}")
+    assert not stale, f"mentions that would not link to the API reference: {stale}"
+    assert _resolves("fmbook.paths.AffinePath") and not _resolves("fmbook.paths.NoSuchName")
