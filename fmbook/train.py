@@ -21,16 +21,14 @@ Scaling up (chapter 8):
   and :func:`fit` wraps the model in :class:`~torch.nn.parallel.DistributedDataParallel`.
   Every process draws the same *global* batch (same seed) and keeps its own slice
   (:func:`local_rows`), so the loss curve is that of one process with the global batch.
-  ``torchrun --nproc_per_node=2 -m fmbook.train --data digits`` runs :func:`main`.
+  ``torchrun --nproc_per_node=2 -m fmbook --data digits`` runs :func:`fmbook.__main__.main`.
 
 
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import os
 import random
@@ -1052,84 +1050,3 @@ def copy_to_cpu(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return copy.deepcopy(_unwrap(model)).to("cpu")
-
-
-# --------------------------------------------------------------------------------------
-# Command line: python -m fmbook.train (alone, or under torchrun for several processes)
-# --------------------------------------------------------------------------------------
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fmbook.train",
-        description="Train a flow-matching model; run under torchrun for several processes / GPUs.",
-    )
-    parser.add_argument("--data", choices=("moons", "digits"), default="moons")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=256, help="the global batch, split between processes")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--width", type=int, default=128, help="MLP width (moons) or U-Net channels (digits)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ema", type=float, default=None, help="EMA decay, e.g. 0.999")
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
-    parser.add_argument(
-        "--device", choices=("cuda", "mps", "cpu"), default=None, help="where to train (default: CUDA, MPS, then CPU)"
-    )
-    parser.add_argument("--checkpoint", default=None, help="checkpoint file; an existing one is resumed")
-    parser.add_argument("--checkpoint-every", type=int, default=None)
-    parser.add_argument("--history", default=None, help="write the loss history and the run's facts to this JSON file")
-    parser.add_argument("--progress", action="store_true")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> TrainResult:
-    """Train on moons (an MLP) or on the 8x8 digits (a class-conditional U-Net with label dropout).
-
-    ``torchrun --nproc_per_node=N -m fmbook.train --data digits --steps 2000 --amp`` trains on N
-    GPUs (or N CPU processes with gloo); rank 0 writes ``--history``.
-    """
-    args = _build_parser().parse_args(argv)
-    from . import data as datasets
-    from .models import MLPVelocityField, UNet
-
-    ctx = init_distributed(device=args.device)
-    try:
-        torch.manual_seed(args.seed)
-        common = dict(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            ema_decay=args.ema,
-            amp=args.amp,
-            device=ctx.device,
-            checkpoint_path=args.checkpoint,
-            checkpoint_every=args.checkpoint_every,
-            resume=args.checkpoint is not None,
-            progress=args.progress,
-        )
-        if args.data == "moons":
-            model = MLPVelocityField(dim=2, width=args.width, depth=3)
-            result = train_flow_matching(model, datasets.sample_moons(4096, seed=args.seed), **common)
-        else:
-            split = datasets.load_digits_split()
-            model = UNet(channels=args.width, num_classes=10)
-            result = train_conditional_flow_matching(model, split.train_images, split.train_labels, **common)
-        if ctx.is_main and args.history:
-            parameters = torch.cat([p.detach().float().reshape(-1).cpu() for p in result.model.parameters()])
-            facts = {
-                "world_size": ctx.world_size,
-                "device": str(ctx.device),
-                "amp": result.amp,
-                "history": result.history,
-                "seconds": result.seconds,
-                "parameter_norm": float(parameters.norm()),
-            }
-            Path(args.history).write_text(json.dumps(facts))
-        return result
-    finally:
-        cleanup_distributed()
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through torchrun in tests/test_ddp.py
-    main()

@@ -45,12 +45,12 @@ from fmbook.models import MLPVelocityField  # noqa: E402
 
 MODULES = (
     "conventions", "data", "ddpm", "likelihood", "losses", "metrics", "models", "ot", "paths", "processes",
-    "solvers", "train", "guidance", "viz", "exercises",
+    "solvers", "train", "guidance", "viz", "exercises", "__main__",
 )
 
 #: Callables that cannot be driven by generic bad inputs, with the reason.
 EXEMPT: dict[str, str] = {
-    "train.main": "the command line: parses sys.argv-style strings and trains for --steps; tested in tests/test_ddp.py",
+    "__main__.main": "the command line: parses sys.argv-style strings and trains for --steps; see tests/test_ddp.py",
     "train.init_distributed": "joins a process group from environment variables; tested in tests/test_ddp.py",
     "train.cleanup_distributed": "takes no argument and leaves a process group; tested in tests/test_ddp.py",
     "train.fit": "runs a training loop; every argument's check is tested in tests/test_validation_train.py",
