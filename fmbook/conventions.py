@@ -34,8 +34,8 @@ from torch import Tensor
 
 from ._checks import TimeLike, as_time, broadcast_time, check_batch, check_positive_float, check_same_shape
 from .ddpm import DDPMSchedule
+from .guidance import _check_scale, guidance_scale_from_ho_salimans  # noqa: F401  (re-exported here)
 from .paths import PathSample, Scheduler, check_scheduler, time_at_snr
-from .train import _check_scale, guidance_scale_from_ho_salimans  # noqa: F401  (re-exported here)
 
 
 def _times(t: TimeLike, name: str = "t") -> Tensor:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fmbook import data, models, paths, train
+from fmbook import data, guidance, models, paths, train
 
 # ----------------------------------------------------------------------------------------------
 # The classifier-free guidance convention: the book's w = 1 + w of Ho and Salimans (2022)
@@ -13,9 +13,9 @@ from fmbook import data, models, paths, train
 
 
 def test_guidance_scale_from_ho_salimans_maps_their_landmarks():
-    assert train.guidance_scale_from_ho_salimans(0.0) == 1.0  # their "no guidance" is the conditional model
-    assert train.guidance_scale_from_ho_salimans(-1.0) == 0.0  # the unconditional model
-    assert train.guidance_scale_from_ho_salimans(3) == 4.0
+    assert guidance.guidance_scale_from_ho_salimans(0.0) == 1.0  # their "no guidance" is the conditional model
+    assert guidance.guidance_scale_from_ho_salimans(-1.0) == 0.0  # the unconditional model
+    assert guidance.guidance_scale_from_ho_salimans(3) == 4.0
 
 
 @pytest.mark.parametrize("scheduler", [paths.CondOTScheduler(), paths.VPScheduler()], ids=["condot", "vp"])
@@ -32,22 +32,22 @@ def test_guiding_noise_predictions_their_way_is_the_book_rule_on_velocities(sche
     eps_u = (x - a * paths.posterior_mean(x, t, points, scheduler)) / s
     for w_hs in (0.25, 1.0, 4.0):
         eps = (1 + w_hs) * eps_c - w_hs * eps_u  # eq. 6 of Ho and Salimans, written out
-        assert torch.allclose(train.combine_guidance_ho_salimans(eps_c, eps_u, w_hs), eps, atol=1e-12)
+        assert torch.allclose(guidance.combine_guidance_ho_salimans(eps_c, eps_u, w_hs), eps, atol=1e-12)
         theirs = paths.convert(eps, "epsilon", "velocity", x, t, scheduler)
-        ours = train.combine_guidance(u_c, u_u, train.guidance_scale_from_ho_salimans(w_hs))
+        ours = guidance.combine_guidance(u_c, u_u, guidance.guidance_scale_from_ho_salimans(w_hs))
         assert torch.allclose(theirs, ours, atol=1e-9)
         # Negative control: reading w_HS as the book's w misses the field by |u_c - u_u|.
-        unshifted = train.combine_guidance(u_c, u_u, w_hs)
+        unshifted = guidance.combine_guidance(u_c, u_u, w_hs)
         assert (theirs - unshifted).abs().mean() > 0.5 * (u_c - u_u).abs().mean()
 
 
 def test_ho_salimans_guidance_bad_input():
     with pytest.raises(TypeError, match="w_ho_salimans"):
-        train.guidance_scale_from_ho_salimans("1")
+        guidance.guidance_scale_from_ho_salimans("1")
     with pytest.raises(ValueError, match="w_ho_salimans"):
-        train.combine_guidance_ho_salimans(torch.zeros(2, 2), torch.zeros(2, 2), math.inf)
+        guidance.combine_guidance_ho_salimans(torch.zeros(2, 2), torch.zeros(2, 2), math.inf)
     with pytest.raises(ValueError, match="pred_cond and pred_uncond"):
-        train.combine_guidance_ho_salimans(torch.zeros(2, 2), torch.zeros(3, 2), 1.0)
+        guidance.combine_guidance_ho_salimans(torch.zeros(2, 2), torch.zeros(3, 2), 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,8 +409,8 @@ class _Shift(torch.nn.Module):
 def test_guidance_interval_guides_only_inside():
     model, c = _Shift(), torch.tensor([0, 1, 1])
     x = torch.zeros(3, 2)
-    full = train.guided_velocity(model, c, 3.0)
-    limited = train.guided_velocity(model, c, 3.0, interval=(0.2, 0.6))
+    full = guidance.guided_velocity(model, c, 3.0)
+    limited = guidance.guided_velocity(model, c, 3.0, interval=(0.2, 0.6))
     inside, outside = torch.full((3,), 0.4), torch.full((3,), 0.8)
     assert torch.equal(limited(x, inside), full(x, inside))
     assert torch.equal(limited(x, outside), model(x, outside, c))  # w = 1 outside
@@ -419,10 +419,10 @@ def test_guidance_interval_guides_only_inside():
     expected = torch.stack([full(x, inside)[0], model(x, outside, c)[1], model(x, outside, c)[2]])
     assert torch.equal(limited(x, mixed), expected)
     # The sampler: with the whole interval [0, 1] it is plain guidance.
-    a = train.sample_with_guidance(model, c, (2,), 3.0, steps=4, seed=0, interval=(0.0, 1.0))
-    assert torch.equal(a, train.sample_with_guidance(model, c, (2,), 3.0, steps=4, seed=0))
+    a = guidance.sample_with_guidance(model, c, (2,), 3.0, steps=4, seed=0, interval=(0.0, 1.0))
+    assert torch.equal(a, guidance.sample_with_guidance(model, c, (2,), 3.0, steps=4, seed=0))
     with pytest.raises(ValueError, match="t_low < t_high"):
-        train.guided_velocity(model, c, 3.0, interval=(0.6, 0.2))
+        guidance.guided_velocity(model, c, 3.0, interval=(0.6, 0.2))
 
 
 def test_gradient_accumulation_gives_the_gradient_of_the_whole_batch():

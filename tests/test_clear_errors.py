@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from fmbook import data, ddpm, losses, metrics, models, ot, paths, solvers, train
+from fmbook import data, ddpm, guidance, losses, metrics, models, ot, paths, solvers, train
 
 # --------------------------------------------------------------------------- schedulers, callables
 
@@ -167,7 +167,7 @@ def test_fit_names_a_loss_that_is_not_a_scalar_with_a_gradient(loss, error, matc
         (lambda s: train.seed_everything(s), None, "seed must be"),
         (lambda s: train.fit(models.MLPVelocityField(width=4, depth=1), lambda m, k: m(torch.zeros(2, 2), 0.5).sum(),
                              1, progress=False, device="cpu", seed=s), None, "seed must be"),
-        (lambda s: train.sample_with_guidance(models.ConditionalMLPVelocityField(width=4, depth=1),
+        (lambda s: guidance.sample_with_guidance(models.ConditionalMLPVelocityField(width=4, depth=1),
                                               torch.tensor([0, 1]), (2,), steps=2, seed=s), None, "seed must be"),
         (lambda s: solvers.euler_maruyama(lambda x, t: x, torch.ones(2, 2), 0.1, steps=2, generator=s), None,
          "generator must be"),
@@ -188,7 +188,7 @@ def test_seeds_beyond_2_to_the_32_or_not_integers(call, error, match, seed):
 
 def test_the_largest_seed_works():
     train.seed_everything(2**32 - 1)
-    out = train.sample_with_guidance(models.ConditionalMLPVelocityField(width=4, depth=1), torch.tensor([0]), (2,),
+    out = guidance.sample_with_guidance(models.ConditionalMLPVelocityField(width=4, depth=1), torch.tensor([0]), (2,),
                                      steps=1, seed=2**32 - 1)
     assert out.shape == (1, 2)
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from fmbook import conventions, ddpm, losses, models, paths, train
+from fmbook import conventions, ddpm, guidance, losses, models, paths
 
 F64 = torch.float64
 
@@ -343,10 +343,10 @@ def test_guidance_scale_of_ho_and_salimans_is_the_book_scale_minus_one():
             theirs = (1 + w_hs) * v_c - w_hs * v_u  # Ho and Salimans' combination
             w_book = conventions.guidance_scale_from_ho_salimans(w_hs)
             assert conventions.guidance_scale_to_ho_salimans(w_book) == pytest.approx(w_hs, abs=1e-15)
-            ours = train.guided_velocity(model, c, w_book)(x, t)
+            ours = guidance.guided_velocity(model, c, w_book)(x, t)
             assert torch.allclose(ours, theirs, atol=1e-12)
         # control: their w given to the book's formula unchanged
-        assert (train.guided_velocity(model, c, 1.0)(x, t) - (2 * v_c - v_u)).abs().max().item() > 0.05
+        assert (guidance.guided_velocity(model, c, 1.0)(x, t) - (2 * v_c - v_u)).abs().max().item() > 0.05
     # guidance of a noise predictor and of its velocity agree: the conversion is affine in the prediction
     sched = paths.VPScheduler()
     tt = t * 0.9 + 0.05
@@ -354,7 +354,7 @@ def test_guidance_scale_of_ho_and_salimans_is_the_book_scale_minus_one():
     guided_eps = 3.0 * e_c - 2.0 * e_u
     lhs = paths.convert(guided_eps, "epsilon", "velocity", x, tt, sched)
     vc, vu = (paths.convert(e, "epsilon", "velocity", x, tt, sched) for e in (e_c, e_u))
-    assert torch.allclose(lhs, train.combine_guidance(vc, vu, conventions.guidance_scale_from_ho_salimans(2.0)),
+    assert torch.allclose(lhs, guidance.combine_guidance(vc, vu, conventions.guidance_scale_from_ho_salimans(2.0)),
                           atol=1e-10)
 
 

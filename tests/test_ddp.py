@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fmbook import train
+from fmbook.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,7 @@ def _torchrun(nproc: int, out: Path, extra: list[str]) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "fmbook.train", "--history", str(out), *extra,
+        "-m", "fmbook", "--history", str(out), *extra,
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -28,7 +28,7 @@ def _torchrun(nproc: int, out: Path, extra: list[str]) -> dict:
 def test_two_processes_give_the_loss_curve_of_one(tmp_path, data):
     extra = ["--data", data, "--steps", "6", "--batch-size", "32", "--width", "8", "--seed", "3", "--lr", "1e-2",
              "--device", "cpu"]  # fmt: skip
-    train.main([*extra, "--history", str(tmp_path / "one.json")])  # one process, in this one
+    main([*extra, "--history", str(tmp_path / "one.json")])  # one process, in this one
     one = json.loads((tmp_path / "one.json").read_text())
     two = _torchrun(2, tmp_path / "two.json", extra)
     assert one["world_size"] == 1 and two["world_size"] == 2

@@ -11,7 +11,7 @@ import torch
 from exercise_answers import passes, stub
 
 from fmbook import exercises as ex
-from fmbook import metrics, paths, solvers, train
+from fmbook import guidance, metrics, paths, solvers
 
 # ----------------------------------------------------------------- answers a reader might write
 
@@ -35,7 +35,7 @@ def log_posterior_by_hand(x, t, data, labels, c):
 
 
 def guided_velocity(eps_c, eps_u, x, t, w_hs, scheduler):
-    eps = train.combine_guidance_ho_salimans(eps_c, eps_u, w_hs)
+    eps = guidance.combine_guidance_ho_salimans(eps_c, eps_u, w_hs)
     return paths.convert(eps, "epsilon", "velocity", x, t, scheduler)
 
 
@@ -129,7 +129,7 @@ def test_ho_salimans_guidance_names_typical_mistakes():
     _rejects(ex.check_ho_salimans_guidance, minus, "w_HS - 1")
     swapped = lambda ec, eu, x, t, w, sc: guided_velocity(eu, ec, x, t, w, sc)
     _rejects(ex.check_ho_salimans_guidance, swapped, "swapped")
-    not_converted = lambda ec, eu, x, t, w, sc: train.combine_guidance_ho_salimans(ec, eu, w)
+    not_converted = lambda ec, eu, x, t, w, sc: guidance.combine_guidance_ho_salimans(ec, eu, w)
     _rejects(ex.check_ho_salimans_guidance, not_converted, "convert it")
     reversed_time = lambda ec, eu, x, t, w, sc: guided_velocity(ec, eu, x, 1 - t, w, sc)
     _rejects(ex.check_ho_salimans_guidance, reversed_time, "reversed")

@@ -45,12 +45,12 @@ from fmbook.models import MLPVelocityField  # noqa: E402
 
 MODULES = (
     "conventions", "data", "ddpm", "likelihood", "losses", "metrics", "models", "ot", "paths", "processes",
-    "solvers", "train", "viz", "exercises",
+    "solvers", "train", "guidance", "viz", "exercises", "__main__",
 )
 
 #: Callables that cannot be driven by generic bad inputs, with the reason.
 EXEMPT: dict[str, str] = {
-    "train.main": "the command line: parses sys.argv-style strings and trains for --steps; tested in tests/test_ddp.py",
+    "__main__.main": "the command line: parses sys.argv-style strings and trains for --steps; see tests/test_ddp.py",
     "train.init_distributed": "joins a process group from environment variables; tested in tests/test_ddp.py",
     "train.cleanup_distributed": "takes no argument and leaves a process group; tested in tests/test_ddp.py",
     "train.fit": "runs a training loop; every argument's check is tested in tests/test_validation_train.py",
@@ -86,8 +86,8 @@ NO_VALUE_CHECKS: dict[str, str] = {
     "ddpm.ancestral_step": "one sampler step, called T times by ancestral_sample, which checks its end state",
     "likelihood.exact_divergence": _PER_STEP + " of the log-density ODE (log_prob checks its end state)",
     "likelihood.hutchinson_divergence": _PER_STEP + " of the log-density ODE (log_prob checks its end state)",
-    "train.combine_guidance": _PER_STEP + " (the guided velocity at every solver step)",
-    "train.combine_guidance_ho_salimans": _PER_STEP + " (the guided prediction at every solver step)",
+    "guidance.combine_guidance": _PER_STEP + " (the guided velocity at every solver step)",
+    "guidance.combine_guidance_ho_salimans": _PER_STEP + " (the guided prediction at every solver step)",
     "train.local_rows": _PER_STEP + " (this process's rows of every batch under DDP)",
     "models.time_as_batch": _PER_STEP + " (the time input of every forward pass)",
 }
@@ -176,9 +176,9 @@ SPECIAL: dict[str, dict[str, Callable[[], Any]]] = {
     "ddpm.ancestral_step": {"eps": lambda: torch.zeros(4, 2), "k": lambda: 2},
     "ddpm.ddim_noise_gain": {"k": lambda: 5, "j": lambda: 2},
     "ddpm.ddim_timesteps": {"T": lambda: 10, "steps": lambda: 5},
-    "train.sample_with_guidance": {"model": lambda: importlib.import_module("fmbook.models")
+    "guidance.sample_with_guidance": {"model": lambda: importlib.import_module("fmbook.models")
                                    .ConditionalMLPVelocityField(width=8, depth=1), "c": lambda: torch.tensor([0, 1])},
-    "train.guided_velocity": {"model": lambda: importlib.import_module("fmbook.models")
+    "guidance.guided_velocity": {"model": lambda: importlib.import_module("fmbook.models")
                               .ConditionalMLPVelocityField(width=8, depth=1), "c": lambda: torch.tensor([0, 1])},
     "train.null_condition_of": {"model": lambda: importlib.import_module("fmbook.models")
                                 .ConditionalMLPVelocityField(width=8, depth=1), "like": lambda: torch.tensor([0, 1])},

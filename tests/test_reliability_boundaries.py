@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fmbook import data, models, train
+from fmbook import data, guidance, models, train
 
 
 def test_digits_to_unit_range_refuses_values_outside_the_digits_range():
@@ -40,11 +40,11 @@ def _labelled_model():
 )
 def test_sample_with_guidance_refuses_a_shape_that_is_not_one_of_ints(shape, error, message):
     with pytest.raises(error, match=message):
-        train.sample_with_guidance(_labelled_model(), torch.tensor([0, 1]), shape, steps=2)
+        guidance.sample_with_guidance(_labelled_model(), torch.tensor([0, 1]), shape, steps=2)
 
 
 def test_sample_with_guidance_with_a_good_shape():
-    x = train.sample_with_guidance(_labelled_model(), torch.tensor([0, 1]), (2,), steps=2, seed=0)
+    x = guidance.sample_with_guidance(_labelled_model(), torch.tensor([0, 1]), (2,), steps=2, seed=0)
     assert x.shape == (2, 2) and torch.isfinite(x).all()
 
 
@@ -52,10 +52,11 @@ def test_sampling_builds_no_autograd_graph():
     # Sampling 10 solver steps of a network must not keep the graph of every step (memory grows
     # with it: on chapter 8's digits, gigabytes), so the samples carry no gradient history.
     model = _labelled_model()
-    x = train.sample_with_guidance(model, torch.tensor([0, 1, 2]), (2,), guidance_scale=2.0, steps=10, seed=0)
+    x = guidance.sample_with_guidance(model, torch.tensor([0, 1, 2]), (2,), guidance_scale=2.0, steps=10, seed=0)
     assert not x.requires_grad and x.grad_fn is None
     # Control: the same field integrated with autograd on records a graph, which the check would see.
     from fmbook import solvers
 
-    traced = solvers.solve_ode(train.guided_velocity(model, torch.tensor([0, 1, 2]), 2.0), torch.zeros(3, 2), steps=2)
+    velocity = guidance.guided_velocity(model, torch.tensor([0, 1, 2]), 2.0)
+    traced = solvers.solve_ode(velocity, torch.zeros(3, 2), steps=2)
     assert traced.x.requires_grad

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from fmbook import ddpm, likelihood, losses, ot, paths, solvers, train
+from fmbook import ddpm, guidance, likelihood, losses, ot, paths, solvers, train
 from fmbook.models import ConditionalMLPVelocityField, MLPVelocityField, check_labels
 
 # --------------------------------------------------------------------------- exact marginal fields
@@ -149,7 +149,7 @@ def test_guided_sampling_names_a_model_with_nan_weights():
     with torch.no_grad():
         model.net[-1].bias.fill_(math.nan)
     with pytest.raises(ValueError, match="velocity returned NaN or inf"):
-        train.sample_with_guidance(model, torch.tensor([0, 1]), (2,), steps=2, seed=0)
+        guidance.sample_with_guidance(model, torch.tensor([0, 1]), (2,), steps=2, seed=0)
 
 
 def test_log_prob_names_a_model_that_returns_nan():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from fmbook import models, paths, train
+from fmbook import guidance, models, paths, train
 
 # A labelled finite data set: two classes in the plane.
 POINTS = torch.tensor([[2.0, 0.0], [1.5, 1.0], [-1.0, -1.0], [-2.0, 0.5], [0.0, 2.0]], dtype=torch.float64)
@@ -33,11 +33,11 @@ class ExactConditionalField(nn.Module):
 
 def test_combine_guidance_formula():
     a, b = torch.randn(4, 3), torch.randn(4, 3)
-    assert torch.equal(train.combine_guidance(a, b, 0.0), b)
-    assert torch.allclose(train.combine_guidance(a, b, 1.0), a)
-    assert torch.allclose(train.combine_guidance(a, b, 3.0), b + 3 * (a - b))
+    assert torch.equal(guidance.combine_guidance(a, b, 0.0), b)
+    assert torch.allclose(guidance.combine_guidance(a, b, 1.0), a)
+    assert torch.allclose(guidance.combine_guidance(a, b, 3.0), b + 3 * (a - b))
     with pytest.raises(ValueError, match="same shape"):
-        train.combine_guidance(a, b[:2], 1.0)
+        guidance.combine_guidance(a, b[:2], 1.0)
 
 
 @pytest.mark.parametrize("w", [0.0, 1.0, 2.5, -0.5])
@@ -49,7 +49,7 @@ def test_guided_velocity_is_the_velocity_of_the_tilted_density(w, t):
     x = torch.randn(8, 2, generator=g, dtype=torch.float64) * 1.5
     c = torch.tensor([0, 1, 0, 1, 0, 1, 1, 0])
     tt = torch.full((8,), t, dtype=torch.float64)
-    guided = train.guided_velocity(ExactConditionalField(), c, w)(x, tt)
+    guided = guidance.guided_velocity(ExactConditionalField(), c, w)(x, tt)
     score = torch.empty_like(x)
     for k in range(2):
         rows = c == k
@@ -64,18 +64,18 @@ def test_sample_with_guidance_shapes_seed_w1_and_w0():
     torch.manual_seed(0)
     net = models.ConditionalMLPVelocityField(dim=2, num_classes=2, width=16, depth=2)
     c = torch.tensor([0, 1, 1])
-    a = train.sample_with_guidance(net, c, (2,), 2.0, steps=4, seed=3)
-    b = train.sample_with_guidance(net, c, (2,), 2.0, steps=4, seed=3)
+    a = guidance.sample_with_guidance(net, c, (2,), 2.0, steps=4, seed=3)
+    b = guidance.sample_with_guidance(net, c, (2,), 2.0, steps=4, seed=3)
     assert a.shape == (3, 2) and torch.equal(a, b)
     # w = 1 is plain conditional sampling: Euler by hand.
     x = torch.randn(3, 2, generator=torch.Generator().manual_seed(5))
-    got = train.sample_with_guidance(net, c, (2,), 1.0, steps=2, method="euler", x0=x)
+    got = guidance.sample_with_guidance(net, c, (2,), 1.0, steps=2, method="euler", x0=x)
     with torch.no_grad():
         x1 = x + 0.5 * net(x, torch.zeros(3), c)
         x1 = x1 + 0.5 * net(x1, torch.full((3,), 0.5), c)
     assert torch.allclose(got, x1, atol=1e-6)
     # w = 0 is plain unconditional sampling: the null class, by hand.
-    got = train.sample_with_guidance(net, c, (2,), 0.0, steps=2, method="euler", x0=x)
+    got = guidance.sample_with_guidance(net, c, (2,), 0.0, steps=2, method="euler", x0=x)
     null = torch.full((3,), net.null_class)
     with torch.no_grad():
         x1 = x + 0.5 * net(x, torch.zeros(3), null)
@@ -88,19 +88,19 @@ def test_guidance_bad_input():
     c = torch.tensor([0, 1])
     for bad in (float("nan"), float("inf"), -float("inf")):
         with pytest.raises(ValueError, match="guidance_scale must be finite"):
-            train.sample_with_guidance(net, c, (2,), bad)
+            guidance.sample_with_guidance(net, c, (2,), bad)
         with pytest.raises(ValueError, match="guidance_scale must be finite"):
-            train.guided_velocity(net, c, bad)
+            guidance.guided_velocity(net, c, bad)
     with pytest.raises(TypeError, match="guidance_scale must be a real number"):
-        train.sample_with_guidance(net, c, (2,), "2")
+        guidance.sample_with_guidance(net, c, (2,), "2")
     with pytest.raises(ValueError, match=r"c must lie in \[0, 2\]"):
-        train.sample_with_guidance(net, torch.tensor([0, 3]), (2,), 1.5)
+        guidance.sample_with_guidance(net, torch.tensor([0, 3]), (2,), 1.5)
     with pytest.raises(ValueError, match=r"c must lie in"):
-        train.sample_with_guidance(net, torch.tensor([-1, 0]), (2,), 1.5)
+        guidance.sample_with_guidance(net, torch.tensor([-1, 0]), (2,), 1.5)
     with pytest.raises(ValueError, match="x0 must have shape"):
-        train.sample_with_guidance(net, c, (2,), 1.0, x0=torch.randn(3, 2))
+        guidance.sample_with_guidance(net, c, (2,), 1.0, x0=torch.randn(3, 2))
     with pytest.raises(ValueError, match="one sample per condition"):
-        train.guided_velocity(net, c, 2.0)(torch.randn(3, 2), torch.rand(3))
+        guidance.guided_velocity(net, c, 2.0)(torch.randn(3, 2), torch.rand(3))
 
 
 class _Recorder(nn.Module):

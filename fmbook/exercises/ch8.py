@@ -30,7 +30,7 @@ import ot
 import torch
 from torch import Tensor
 
-from .. import paths, solvers, train
+from .. import guidance, paths, solvers
 from ._checkers import _test_velocity
 from ._runner import (
     TIME_LIMIT,
@@ -144,9 +144,9 @@ def check_ho_salimans_guidance(
     the reader returns the velocity of the guided prediction on the affine path of ``scheduler``
     (a :class:`fmbook.paths.Scheduler`) at ``x`` ``(B, d)`` and times ``t`` ``(B,)``. Shapes:
     ``eps_c, eps_u`` ``(B, d)``; ``w_hs`` a float; returns ``(B, d)``. Reference: the book's rule
-    on the velocities, :func:`fmbook.train.combine_guidance` of the two converted velocities
+    on the velocities, :func:`fmbook.guidance.combine_guidance` of the two converted velocities
     (:func:`fmbook.paths.convert`) with the book's scale :math:`w = 1 + w_{\mathrm{HS}}`
-    (:func:`fmbook.train.guidance_scale_from_ho_salimans`).
+    (:func:`fmbook.guidance.guidance_scale_from_ho_salimans`).
     """
     g = generator(seed)
     plan = (
@@ -166,17 +166,17 @@ def check_ho_salimans_guidance(
             return paths.convert(eps, "epsilon", "velocity", x, tt, scheduler)
 
         v_c, v_u = velocity(eps_c, t), velocity(eps_u, t)
-        w = train.guidance_scale_from_ho_salimans(w_hs)
-        ref = train.combine_guidance(v_c, v_u, w)
+        w = guidance.guidance_scale_from_ho_salimans(w_hs)
+        ref = guidance.combine_guidance(v_c, v_u, w)
         mistakes = {
-            "w_HS was used as the book's scale: the book's w is 1 + w_HS": train.combine_guidance(v_c, v_u, w_hs),
-            "the book's w is 1 + w_HS, not w_HS - 1": train.combine_guidance(v_c, v_u, w_hs - 1),
-            "the conditional and the unconditional predictions are swapped": train.combine_guidance(v_u, v_c, w),
+            "w_HS was used as the book's scale: the book's w is 1 + w_HS": guidance.combine_guidance(v_c, v_u, w_hs),
+            "the book's w is 1 + w_HS, not w_HS - 1": guidance.combine_guidance(v_c, v_u, w_hs - 1),
+            "the conditional and the unconditional predictions are swapped": guidance.combine_guidance(v_u, v_c, w),
             "this is the guided noise prediction: convert it to a velocity": (1 + w_hs) * eps_c - w_hs * eps_u,
-            "the time convention is reversed (t = 0 data, t = 1 noise)": train.combine_guidance(
+            "the time convention is reversed (t = 0 data, t = 1 noise)": guidance.combine_guidance(
                 velocity(eps_c, 1 - t), velocity(eps_u, 1 - t), w
             ),
-            "the conversion ignores the path: use the scheduler's alpha_t, sigma_t": train.combine_guidance(
+            "the conversion ignores the path: use the scheduler's alpha_t, sigma_t": guidance.combine_guidance(
                 *(paths.convert(e, "epsilon", "velocity", x, t, paths.CondOTScheduler()) for e in (eps_c, eps_u)), w
             ),
         }
