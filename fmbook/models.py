@@ -23,6 +23,17 @@ def time_as_batch(t: float | Tensor, x: Tensor) -> Tensor:
     return broadcast_time(t, x.shape[0], x)
 
 
+def _shape(x: object) -> object:
+    """The shape of a tensor, or the type name of anything else (for error messages)."""
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+def _check_time_embedding_dim(dim: int) -> None:
+    check_positive_int(dim, "time_embedding_dim", minimum=2)
+    if dim % 2:
+        raise ValueError(f"time_embedding_dim must be even, got {dim}")
+
+
 def _check_input(x: object, weight: Tensor, name: str = "x") -> Tensor:
     """``x`` must be a floating-point tensor of the dtype and on the device of ``weight`` (metadata only).
 
@@ -63,8 +74,7 @@ class SinusoidalTimeEmbedding(nn.Module):
         The shape and dtype of ``t`` are checked; no value is checked: no host-device
         synchronisation at any training or solver step."""
         if not isinstance(t, Tensor) or t.ndim != 1:
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"t must be a tensor of shape (batch,), got {shape}")
+            raise ValueError(f"t must be a tensor of shape (batch,), got {_shape(t)}")
         if not t.is_floating_point():
             raise TypeError(f"t must be a floating-point tensor, got dtype {t.dtype}")
         angles = t[:, None] * self.frequencies[None, :].to(t.dtype)
@@ -92,9 +102,7 @@ class _MLPField(nn.Module):
         check_positive_int(dim, "dim")
         check_positive_int(width, "width")
         check_positive_int(depth, "depth")
-        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
-        if time_embedding_dim % 2:
-            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
+        _check_time_embedding_dim(time_embedding_dim)
         self.dim = dim
         self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, max_frequency)
         extra = 0
@@ -110,8 +118,7 @@ class _MLPField(nn.Module):
     def _inputs(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
         """``x`` ``(B, dim)`` after the checks of its shape, dtype and device, and the features of ``t``."""
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
+            raise ValueError(f"x must have shape (batch, {self.dim}), got {_shape(x)}")
         if x.shape[0] == 0:
             raise ValueError(f"x must hold at least one point, got shape {tuple(x.shape)}")
         _check_input(x, self.net[0].weight)
@@ -270,12 +277,10 @@ class ResidualBlock(nn.Module):
         host-device synchronisation at any training or solver step.
         """
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[0] == 0:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {shape}")
+            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {_shape(x)}")
         _check_input(x, self.conv1.weight)
         if not isinstance(e, Tensor) or e.shape != (x.shape[0], self.embedding_dim):
-            shape = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
-            raise ValueError(f"e must have shape ({x.shape[0]}, {self.embedding_dim}), got {shape}")
+            raise ValueError(f"e must have shape ({x.shape[0]}, {self.embedding_dim}), got {_shape(e)}")
         _check_input(e, self.film.weight, "e")
         h = self.conv1(nn.functional.silu(self.norm1(x)))
         scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
@@ -316,9 +321,7 @@ class UNet(nn.Module):
         check_positive_int(in_channels, "in_channels")
         check_positive_int(channels, "channels")
         check_positive_int(cond_channels, "cond_channels", minimum=0)
-        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
-        if time_embedding_dim % 2:
-            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
+        _check_time_embedding_dim(time_embedding_dim)
         if num_classes is not None:
             check_positive_int(num_classes, "num_classes")
         if num_classes is not None and cond_channels:
@@ -357,8 +360,7 @@ class UNet(nn.Module):
 
     def _check_x(self, x: object) -> Tensor:
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {shape}")
+            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {_shape(x)}")
         if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0 or x.shape[2] % 2 or x.shape[3] % 2:
             raise ValueError(
                 f"x must hold at least one image with an even height and width (one downsampling), got {tuple(x.shape)}"
@@ -370,8 +372,7 @@ class UNet(nn.Module):
         if c is None:
             return x.new_zeros(batch, self.cond_channels, height, width)
         if not isinstance(c, Tensor) or c.ndim != 4 or c.shape[:2] != (batch, self.cond_channels):
-            shape = tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
-            raise ValueError(f"c must be an image of shape ({batch}, {self.cond_channels}, h, w), got {shape}")
+            raise ValueError(f"c must be an image of shape ({batch}, {self.cond_channels}, h, w), got {_shape(c)}")
         if c.shape[2] == 0 or c.shape[3] == 0 or height % c.shape[2] or width % c.shape[3]:
             raise ValueError(f"c must have a height and width that divide {height}x{width}, got {tuple(c.shape)}")
         c = c.to(dtype=x.dtype, device=x.device)
