@@ -43,7 +43,7 @@ def main() -> None:
     device = torch.device(args.device) if args.device else train.default_device()
 
     torch.manual_seed(0)
-    training_set = data.sample_moons(50_000, seed=11)
+    training_set = data.sample_moons(50_000, generator=11)
     result = train.train_flow_matching(
         models.MLPVelocityField(2, 128, 4), training_set, steps=args.steps, batch_size=1024, lr=3e-3,
         ema_decay=0.99, device=device, progress=False,
@@ -72,13 +72,13 @@ def main() -> None:
     )
 
     def row(label: str, sample: Callable[[torch.Tensor], tuple[torch.Tensor, int]]) -> None:
-        nfe = sample(data.sample_gaussian(N, seed=16))[1]
+        nfe = sample(data.sample_gaussian(N, generator=16))[1]
         cells = ""
         for name in named:
-            q = references[name].ratio(lambda n, seed: sample(data.sample_gaussian(n, seed=500 + seed))[0])
+            q = references[name].ratio(lambda n, seed: sample(data.sample_gaussian(n, generator=500 + seed))[0])
             cells += f"{q.value:11.4f}{q.ratio:8.2f} +-{q.stderr:4.2f}"
         rms = [
-            metrics.moon_curve_rms(sample(data.sample_gaussian(N, seed=500 + seed))[0]) for seed in range(args.repeats)
+            metrics.moon_curve_rms(sample(data.sample_gaussian(N, 500 + seed))[0]) for seed in range(args.repeats)
         ]
         cells += _mean_and_stderr(rms)
         print(f"{label:<10}{nfe:>5}" + cells, flush=True)

@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         c0 = time.process_time()
         steps = {} if args.teacher_steps is None else {"steps": args.teacher_steps}
         teacher = train.train_small_flow(
-            data.sample_moons(50_000, seed=11 + seed), seed=seed, device="cpu", **steps
+            data.sample_moons(50_000, generator=11 + seed), seed=seed, device="cpu", **steps
         ).sampling_model.eval()
         c1 = time.process_time()
-        pairs = ot.reflow_coupling(teacher, data.sample_gaussian(args.pairs, seed=10_000 + seed), steps=8, method="rk4")
+        pairs = ot.reflow_coupling(teacher, data.sample_gaussian(args.pairs, 10_000 + seed), steps=8, method="rk4")
         c2 = time.process_time()
         student = train.fit(
             copy.deepcopy(teacher), distill_loss(pairs, args.batch), args.steps, lr=args.lr, device="cpu",
@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                 return solvers.solve_ode(net, x0, steps=steps, method=method).x
 
             with torch.no_grad():
-                rms = float(np.mean([metrics.moon_curve_rms(sample(data.sample_gaussian(N, seed=500 + s)))
+                rms = float(np.mean([metrics.moon_curve_rms(sample(data.sample_gaussian(N, generator=500 + s)))
                                      for s in range(args.draws)]))
-                w2 = reference.ratio(lambda n, s: sample(data.sample_gaussian(n, seed=500 + s)), repeats=args.draws)
+                w2 = reference.ratio(lambda n, s: sample(data.sample_gaussian(n, 500 + s)), repeats=args.draws)
             pct = 100.0 * float(np.mean(reference.floor_values <= w2.value))
             ok = rms <= RMS_TARGET and w2.value <= q95
             if label.startswith("student"):

@@ -37,16 +37,16 @@ def main() -> None:
     print(f"{'data set':<14}{'path':<8}" + "".join(f"{2 * k:>8}" for k in STEP_GRID) + f"{'NFE@1.5x':>10}")
     for name in args.datasets:
         sampler = data.DATASETS[name]
-        train_set = sampler(50_000, seed=1)
+        train_set = sampler(50_000, generator=1)
         floor = metrics.noise_floor(metrics.sliced_w2, sampler, N, seed=0, repeats=3)
-        reference = sampler(N, seed=123)
+        reference = sampler(N, generator=123)
         for pname, sch in schedulers.items():
             result = train.train_flow_matching(
                 models.MLPVelocityField(2, 128, 4), train_set, steps=args.steps, batch_size=1024, lr=3e-3,
                 ema_decay=0.99, seed=0, progress=False, device=device, path=paths.AffinePath(sch),
             )
             net = train.copy_to_cpu(result.sampling_model)
-            start = scale[pname] * data.sample_gaussian(N, seed=7)
+            start = scale[pname] * data.sample_gaussian(N, generator=7)
             with torch.no_grad():
                 ratios = [
                     metrics.sliced_w2(solvers.solve_ode(net, start, steps=k, method="midpoint").x, reference) / floor

@@ -114,7 +114,7 @@ class Run:
     def evaluate(self, reference: metrics.FloorReference) -> float:
         """The mean sliced W2 of fresh samples against the reference's data sets (those of its floor)."""
         with torch.no_grad():
-            value = reference.ratio(lambda n, seed: self.sample(data.sample_gaussian(n, seed=100 + seed))).value
+            value = reference.ratio(lambda n, seed: self.sample(data.sample_gaussian(n, generator=100 + seed))).value
         self.evals.append((self.clock.t, self.steps, value))
         return value
 
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     Clock.mode = args.clock
     Run.resolution = args.resolution
 
-    train_set = data.sample_moons(50_000, seed=args.seed)
+    train_set = data.sample_moons(50_000, generator=args.seed)
     # One pair of draws of 2000 moons gives a sliced W2 with a relative spread of about a third,
     # so the floor and every evaluation average many draws, against the same data sets.
     reference = metrics.FloorReference(data.sample_moons, N_EVAL, repeats=args.draws, seed=args.seed)
@@ -391,7 +391,7 @@ def report_exact_w2(runs: list[Run], draws: int, seed: int) -> None:
     )
     for r in runs:
         with torch.no_grad():
-            q = reference.ratio(lambda n, s, r=r: r.sample(data.sample_gaussian(n, seed=900 + s)))
+            q = reference.ratio(lambda n, s, r=r: r.sample(data.sample_gaussian(n, generator=900 + s)))
         print(f"  {r.name:<14} {q.value:.4f} ({q}){'' if q.value <= q95 else '; above the 95th percentile'}")
 
 

@@ -54,8 +54,8 @@ def evaluate(
 ) -> tuple[float, float, metrics.FloorRatio]:
     """RMS to the curves (mean over ``draws``), its standard error, and the exact W2 against ``reference``."""
     with torch.no_grad():
-        rms = np.array([metrics.moon_curve_rms(sample(data.sample_gaussian(N, seed=500 + s))) for s in range(draws)])
-        w2 = reference.ratio(lambda n, seed: sample(data.sample_gaussian(n, seed=500 + seed)), repeats=draws)
+        rms = np.array([metrics.moon_curve_rms(sample(data.sample_gaussian(N, 500 + s))) for s in range(draws)])
+        w2 = reference.ratio(lambda n, seed: sample(data.sample_gaussian(n, generator=500 + seed)), repeats=draws)
     return float(rms.mean()), float(rms.std(ddof=1) / np.sqrt(draws)), w2
 
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header + f"{'W2 / floor':>14}  targets")
     failures = 0
     for seed in args.seeds:
-        train_set = data.sample_moons(50_000, seed=11 + seed)
+        train_set = data.sample_moons(50_000, generator=11 + seed)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = train.train_small_flow(
             train_set, steps=args.steps, batch_size=args.batch, lr=args.lr, width=args.width, depth=args.depth,

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
         )
         if args.data == "moons":
             model = MLPVelocityField(dim=2, width=args.width, depth=3)
-            result = train_flow_matching(model, datasets.sample_moons(4096, seed=args.seed), **common)
+            result = train_flow_matching(model, datasets.sample_moons(4096, generator=args.seed), **common)
         else:
             split = datasets.load_digits_split()
             model = UNet(channels=args.width, num_classes=10)

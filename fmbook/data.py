@@ -1,9 +1,10 @@
 """Seeded toy data sets in the plane, and the standard Gaussian source.
 
-Every sampler has the signature ``sampler(n, seed=None) -> Tensor`` and returns a float32
-tensor of shape ``(n, 2)`` (``(n, dim)`` for :func:`sample_gaussian`). With an integer
-``seed`` the result is the same on every call; with ``seed=None`` a seed is drawn from
-torch's global generator, so ``torch.manual_seed`` makes a whole notebook reproducible.
+Every sampler has the signature ``sampler(n, generator=None) -> Tensor`` and returns a float32
+tensor of shape ``(n, 2)`` (``(n, dim)`` for :func:`sample_gaussian`). ``generator`` is an int
+seed (the same points on every call), a ``torch.Generator`` (its state advances: successive
+calls give fresh points) or None, torch's global generator, so that ``torch.manual_seed``
+makes a whole notebook reproducible.
 
 The data sets are scaled to a common size: each fits in the box [-3.5, 3.5]^2 and has a
 standard deviation of order one, like the Gaussian source.
@@ -19,30 +20,33 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_positive_float, check_positive_int, check_tensor, check_unit_interval
+from ._checks import (
+    as_generator,
+    check_batch,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+    check_tensor,
+    check_unit_interval,
+)
 
 Sampler = Callable[..., Tensor]
 
 
-def _resolve_seed(seed: int | None) -> int:
-    """An explicit seed, or one drawn from torch's global generator when ``seed`` is None."""
-    if seed is None:
-        return int(torch.randint(0, 2**31 - 1, ()).item())
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    if seed >= 2**32:
-        raise ValueError(f"seed must be < 2**32 (scikit-learn's limit), got {seed}")
-    return seed
+def _sklearn_seed(generator: int | torch.Generator | None) -> int:
+    """The int ``random_state`` that scikit-learn needs, from ``generator``.
 
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    An int seed passes straight through (the same points as scikit-learn's own call with that
+    seed); a ``torch.Generator`` draws one int in [0, 2**31 - 1) from itself (its state
+    advances); None draws it from torch's global generator, so ``torch.manual_seed`` fixes it.
+    """
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        return check_seed(generator, "generator")
+    return int(torch.randint(0, 2**31 - 1, (), generator=as_generator(generator)))
 
 
 def sample_moons_with_labels(
-    n: int, seed: int | None = None, noise: float = 0.05
+    n: int, generator: int | torch.Generator | None = None, noise: float = 0.05
 ) -> tuple[Tensor, Tensor]:
     """Canonical moons with the index of the moon (0 upper, 1 lower) of each point.
 
@@ -63,7 +67,7 @@ def sample_moons_with_labels(
     """
     check_positive_int(n, "n")
     check_positive_float(noise, "noise", allow_zero=True)
-    g = _generator(_resolve_seed(seed))
+    g = as_generator(generator)
     y = torch.randint(0, 2, (n,), generator=g)
     a = torch.rand(n, generator=g, dtype=torch.float64) * math.pi
     upper = torch.stack([a.cos(), a.sin()], dim=1)
@@ -74,24 +78,24 @@ def sample_moons_with_labels(
     return x.to(torch.float32), y
 
 
-def sample_moons(n: int, seed: int | None = None, noise: float = 0.05) -> Tensor:
+def sample_moons(n: int, generator: int | torch.Generator | None = None, noise: float = 0.05) -> Tensor:
     """The canonical two moons, float32 ``(n, 2)``; see :func:`sample_moons_with_labels`."""
-    return sample_moons_with_labels(n, seed=seed, noise=noise)[0]
+    return sample_moons_with_labels(n, generator, noise)[0]
 
 
-def canonical_moons_sklearn(n: int, seed: int = 0, noise: float = 0.05) -> Tensor:
+def canonical_moons_sklearn(n: int, generator: int | torch.Generator | None = 0, noise: float = 0.05) -> Tensor:
     """``2 * (X - (0.5, 0.25))`` with ``X = sklearn.datasets.make_moons(n, noise)``: the reference
     definition of the canonical moons (points evenly spaced along the arcs), float32 ``(n, 2)``."""
     check_positive_int(n, "n")
     check_positive_float(noise, "noise", allow_zero=True)
     from sklearn.datasets import make_moons  # scikit-learn only for this reference and the digits
 
-    x, _ = make_moons(n_samples=n, noise=noise, random_state=_resolve_seed(seed))
+    x, _ = make_moons(n_samples=n, noise=noise, random_state=_sklearn_seed(generator))
     return torch.as_tensor(2.0 * (x - np.array([0.5, 0.25])), dtype=torch.float32)
 
 
 def sample_eight_gaussians(
-    n: int, seed: int | None = None, radius: float = 3.0, std: float = 0.3
+    n: int, generator: int | torch.Generator | None = None, radius: float = 3.0, std: float = 0.3
 ) -> Tensor:
     """A mixture of eight equally weighted Gaussians with centres evenly spaced on a circle.
 
@@ -101,7 +105,7 @@ def sample_eight_gaussians(
     check_positive_int(n, "n")
     check_positive_float(radius, "radius")
     check_positive_float(std, "std")
-    g = _generator(_resolve_seed(seed))
+    g = as_generator(generator)
     angles = torch.arange(8, dtype=torch.float64) * (math.pi / 4)
     centres = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
     which = torch.randint(0, 8, (n,), generator=g)
@@ -109,14 +113,14 @@ def sample_eight_gaussians(
     return x.to(torch.float32)
 
 
-def sample_checkerboard(n: int, seed: int | None = None, cell: float = 1.5) -> Tensor:
+def sample_checkerboard(n: int, generator: int | torch.Generator | None = None, cell: float = 1.5) -> Tensor:
     """Uniform on the dark cells of a 4 x 4 checkerboard of side ``4 * cell``, centred at 0.
 
     Returns a float32 tensor of shape ``(n, 2)``.
     """
     check_positive_int(n, "n")
     check_positive_float(cell, "cell")
-    g = _generator(_resolve_seed(seed))
+    g = as_generator(generator)
     col = torch.randint(0, 4, (n,), generator=g)
     row = 2 * torch.randint(0, 2, (n,), generator=g) + (col % 2)  # rows of the same colour
     u = torch.rand(n, 2, generator=g, dtype=torch.float64)
@@ -125,7 +129,7 @@ def sample_checkerboard(n: int, seed: int | None = None, cell: float = 1.5) -> T
 
 
 def sample_circles(
-    n: int, seed: int | None = None, noise: float = 0.05, radius: float = 3.0
+    n: int, generator: int | torch.Generator | None = None, noise: float = 0.05, radius: float = 3.0
 ) -> Tensor:
     """Two concentric circles of radii ``radius`` and ``radius / 2``, as scikit-learn's
     ``make_circles(factor=0.5)`` scaled by ``radius``, with the angle drawn at random (see
@@ -135,7 +139,7 @@ def sample_circles(
     check_positive_int(n, "n")
     check_positive_float(noise, "noise", allow_zero=True)
     check_positive_float(radius, "radius")
-    g = _generator(_resolve_seed(seed))
+    g = as_generator(generator)
     r = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, 0.5).to(torch.float64)
     a = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
     x = r[:, None] * torch.stack([a.cos(), a.sin()], dim=1)
@@ -144,7 +148,7 @@ def sample_circles(
 
 
 def sample_spirals(
-    n: int, seed: int | None = None, noise: float = 0.1, turns: float = 1.5
+    n: int, generator: int | torch.Generator | None = None, noise: float = 0.1, turns: float = 1.5
 ) -> Tensor:
     """Two interleaved spiral arms, each the mirror image of the other through the origin.
 
@@ -154,7 +158,7 @@ def sample_spirals(
     check_positive_int(n, "n")
     check_positive_float(noise, "noise", allow_zero=True)
     check_positive_float(turns, "turns")
-    g = _generator(_resolve_seed(seed))
+    g = as_generator(generator)
     theta_max = 2 * math.pi * turns
     theta = torch.rand(n, generator=g, dtype=torch.float64).sqrt() * theta_max
     r = 3.0 * theta / theta_max
@@ -164,11 +168,11 @@ def sample_spirals(
     return x.to(torch.float32)
 
 
-def sample_gaussian(n: int, seed: int | None = None, dim: int = 2) -> Tensor:
+def sample_gaussian(n: int, generator: int | torch.Generator | None = None, dim: int = 2) -> Tensor:
     """The standard Gaussian source N(0, I): a float32 tensor of shape ``(n, dim)``."""
     check_positive_int(n, "n")
     check_positive_int(dim, "dim")
-    g = _generator(_resolve_seed(seed))
+    g = as_generator(generator)
     return torch.randn(n, dim, generator=g)
 
 
@@ -183,11 +187,11 @@ DATASETS: dict[str, Sampler] = {
 }
 
 
-def sample(name: str, n: int, seed: int | None = None) -> Tensor:
+def sample(name: str, n: int, generator: int | torch.Generator | None = None) -> Tensor:
     """Draw ``n`` points of the data set called ``name`` (a key of :data:`DATASETS`)."""
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name must be one of {sorted(DATASETS)}, got {name!r}")
-    return DATASETS[name](n, seed=seed)
+    return DATASETS[name](n, generator)
 
 
 # --------------------------------------------------------------------------------------
@@ -228,22 +232,23 @@ def digits_to_unit_range(pixels: Tensor) -> Tensor:
     return pixels / (DIGITS_MAX_VALUE / 2) - 1.0
 
 
-def load_digits_split(heldout_fraction: float = 0.25, seed: int = 0) -> DigitsSplit:
+def load_digits_split(heldout_fraction: float = 0.25, generator: int | torch.Generator | None = 0) -> DigitsSplit:
     """scikit-learn's 1797 handwritten 8x8 digits, scaled to [-1, 1], with a stratified split.
 
     ``sklearn.datasets.load_digits`` reads a file that ships with scikit-learn, so this works
     offline. The split keeps the proportion of every class (``train_test_split`` with
-    ``stratify``) and is the same for the same ``seed``.
+    ``stratify``) and is the same for the same int ``generator``.
 
     Args:
         heldout_fraction: the share of images held out, in (0, 1).
-        seed: the seed of the split.
+        generator: the randomness of the split: an int seed is scikit-learn's ``random_state``
+            itself; a ``torch.Generator`` (or None: torch's global one) draws that int.
 
     Returns:
         :class:`DigitsSplit` with images ``(N, 1, 8, 8)`` in [-1, 1] and labels ``(N,)``.
     """
     check_unit_interval(heldout_fraction, "heldout_fraction", open_low=True, open_high=True)
-    seed = _resolve_seed(seed)
+    seed = _sklearn_seed(generator)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

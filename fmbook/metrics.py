@@ -273,7 +273,7 @@ def _check_seed(seed: object, name: str = "seed", repeats: int = 0) -> int:
 
 def _floor_draws(sampler: Callable[..., Tensor], n: int, seed: int, i: int) -> tuple[Tensor, Tensor]:
     """The ``i``-th pair of independent data sets of size ``n`` (the same pairs for every metric)."""
-    return sampler(n, seed=seed + 2 * i + 1_000), sampler(n, seed=seed + 2 * i + 1_001)
+    return sampler(n, seed + 2 * i + 1_000), sampler(n, seed + 2 * i + 1_001)
 
 
 def noise_floor(
@@ -285,13 +285,13 @@ def noise_floor(
 ) -> float:
     """The mean of ``metric(sampler(n), sampler(n))`` over ``repeats`` independent pairs of draws.
 
-    ``sampler(n, seed=...)`` is a data sampler such as :func:`fmbook.data.sample_moons`; the
+    ``sampler(n, generator)`` is a data sampler such as :func:`fmbook.data.sample_moons`; the
     floor is what a perfect generator would score, on average, against ``n`` fresh data points.
     One pair is a noisy estimate (for the sliced W2 of 2000 moons its standard deviation is
     about a third of the mean), hence the average over many pairs.
     """
     check_callable(metric, "metric", "metric(a, b)")
-    check_callable(sampler, "sampler", "sampler(n, seed=...)")
+    check_callable(sampler, "sampler", "sampler(n, generator)")
     check_positive_int(n, "n")
     check_positive_int(repeats, "repeats")
     seed = _check_seed(seed, repeats=repeats)
@@ -331,7 +331,7 @@ class FloorReference:
     :math:`\sqrt{\operatorname{Var}(m_i - R f_i) / k} / \bar f` (the delta method).
 
     Args:
-        sampler: the data sampler ``sampler(n, seed=...)``.
+        sampler: the data sampler ``sampler(n, generator)``.
         n: points per set.
         metric: a distance between point sets; :func:`sliced_w2` by default.
         repeats: independent draws averaged (>= 2).
@@ -346,7 +346,7 @@ class FloorReference:
         repeats: int = 50,
         seed: int = 0,
     ) -> None:
-        check_callable(sampler, "sampler", "sampler(n, seed=...)")
+        check_callable(sampler, "sampler", "sampler(n, generator)")
         check_callable(metric, "metric", "metric(a, b)")
         self.n = check_positive_int(n, "n")
         self.repeats = check_positive_int(repeats, "repeats", minimum=2)

@@ -23,6 +23,17 @@ def time_as_batch(t: float | Tensor, x: Tensor) -> Tensor:
     return broadcast_time(t, x.shape[0], x)
 
 
+def _shape(x: object) -> object:
+    """The shape of a tensor, or the type name of anything else (for error messages)."""
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+def _check_time_embedding_dim(dim: int) -> None:
+    check_positive_int(dim, "time_embedding_dim", minimum=2)
+    if dim % 2:
+        raise ValueError(f"time_embedding_dim must be even, got {dim}")
+
+
 def _check_input(x: object, weight: Tensor, name: str = "x") -> Tensor:
     """``x`` must be a floating-point tensor of the dtype and on the device of ``weight`` (metadata only).
 
@@ -37,20 +48,6 @@ def _check_input(x: object, weight: Tensor, name: str = "x") -> Tensor:
     if x.device != weight.device:
         raise ValueError(f"{name} must be on the model's device ({weight.device}), got {x.device}")
     return x
-
-
-def _check_condition_labels(c: object, num_classes: int, batch: int) -> Tensor:
-    """Class labels ``c`` in a forward pass: an integer tensor ``(batch,)``; the range is checked on the
-    CPU only (elsewhere it would be a host sync per step, and the embedding refuses an index out of
-    range itself)."""
-    if not isinstance(c, Tensor) or c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
-        what = c.dtype if isinstance(c, Tensor) else type(c).__name__
-        raise TypeError(f"c must be an integer tensor of class indices, got {what}")
-    if c.device.type == "cpu":
-        return check_labels(c, num_classes, batch, name="c")
-    if c.ndim != 1 or c.shape[0] != batch:
-        raise ValueError(f"c must have shape ({batch},) to match the batch, got {tuple(c.shape)}")
-    return c
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -74,18 +71,61 @@ class SinusoidalTimeEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         """Features of times ``t`` ``(B,)``: a tensor of shape ``(B, dim)``.
 
-        The shape and dtype of ``t`` are checked; its values are not, by design: no host-device
-        synchronisation at every training step."""
+        The shape and dtype of ``t`` are checked; no value is checked: no host-device
+        synchronisation at any training or solver step."""
         if not isinstance(t, Tensor) or t.ndim != 1:
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"t must be a tensor of shape (batch,), got {shape}")
+            raise ValueError(f"t must be a tensor of shape (batch,), got {_shape(t)}")
         if not t.is_floating_point():
             raise TypeError(f"t must be a floating-point tensor, got dtype {t.dtype}")
         angles = t[:, None] * self.frequencies[None, :].to(t.dtype)
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-class MLPVelocityField(nn.Module):
+class _MLPField(nn.Module):
+    """The body shared by :class:`MLPVelocityField` and :class:`ConditionalMLPVelocityField`.
+
+    ``[x, features of t, extra features]`` -> ``depth`` hidden layers of width ``width`` with SiLU
+    -> ``(B, dim)``; ``condition`` (an embedding of the class, or None) comes before the linear
+    layers, so that their initial weights under ``torch.manual_seed`` do not depend on it.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        depth: int,
+        time_embedding_dim: int,
+        max_frequency: float,
+        condition: nn.Embedding | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive_int(dim, "dim")
+        check_positive_int(width, "width")
+        check_positive_int(depth, "depth")
+        _check_time_embedding_dim(time_embedding_dim)
+        self.dim = dim
+        self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, max_frequency)
+        extra = 0
+        if condition is not None:
+            self.class_embedding = condition
+            extra = condition.embedding_dim
+        layers: list[nn.Module] = [nn.Linear(dim + time_embedding_dim + extra, width), nn.SiLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.SiLU()]
+        layers.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*layers)
+
+    def _inputs(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` ``(B, dim)`` after the checks of its shape, dtype and device, and the features of ``t``."""
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (batch, {self.dim}), got {_shape(x)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one point, got shape {tuple(x.shape)}")
+        _check_input(x, self.net[0].weight)
+        return x, self.time_embedding(time_as_batch(t, x))
+
+
+class MLPVelocityField(_MLPField):
     """A multilayer perceptron velocity field :math:`v_\\theta(x, t)` on :math:`\\mathbb R^d`.
 
     The input is the point ``x`` ``(B, d)`` concatenated with a sinusoidal embedding of ``t``;
@@ -96,50 +136,41 @@ class MLPVelocityField(nn.Module):
         width: hidden width.
         depth: number of hidden layers (>= 1).
         time_embedding_dim: size of the time features (even).
+        max_frequency: the highest frequency of the time features.
     """
 
-    def __init__(self, dim: int = 2, width: int = 128, depth: int = 4, time_embedding_dim: int = 32) -> None:
-        super().__init__()
-        check_positive_int(dim, "dim")
-        check_positive_int(width, "width")
-        check_positive_int(depth, "depth")
-        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
-        if time_embedding_dim % 2:
-            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
-        self.dim = dim
-        self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim)
-        layers: list[nn.Module] = [nn.Linear(dim + time_embedding_dim, width), nn.SiLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(width, width), nn.SiLU()]
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+    def __init__(
+        self, dim: int = 2, width: int = 128, depth: int = 4, time_embedding_dim: int = 32, max_frequency: float = 1e3
+    ) -> None:
+        super().__init__(dim, width, depth, time_embedding_dim, max_frequency)
 
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """Velocity at points ``x`` ``(B, d)`` and times ``t`` (float, ``(B,)`` or ``(B, 1)``).
+        """Velocity ``(B, d)`` at points ``x`` ``(B, d)`` and times ``t`` (float, ``(B,)`` or ``(B, 1)``).
 
-        Shapes, dtype and device are checked (metadata, cheap); the values of ``x`` and ``t`` are
-        not (no NaN or range check), by design: no host-device synchronisation at every training step.
+        Shapes, dtype and device are checked (metadata); no value is checked (no NaN or range
+        check of ``x`` or ``t``): no host-device synchronisation at any training or solver step.
         """
-        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
-        if x.shape[0] == 0:
-            raise ValueError(f"x must hold at least one point, got shape {tuple(x.shape)}")
-        _check_input(x, self.net[0].weight)
-        t = time_as_batch(t, x)
-        return self.net(torch.cat([x, self.time_embedding(t)], dim=1))
+        x, e = self._inputs(x, t)
+        return self.net(torch.cat([x, e], dim=1))
 
 
-# --------------------------------------------------------------------------------------
-# Conditional velocity fields v(x, t, c)
-# --------------------------------------------------------------------------------------
+def _check_label_tensor(c: object, batch: int) -> Tensor:
+    """Class labels in a forward pass: an integer tensor ``(batch,)``; dtype and shape only (no values)."""
+    if not isinstance(c, Tensor) or c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
+        what = c.dtype if isinstance(c, Tensor) else type(c).__name__
+        raise TypeError(f"c must be an integer tensor of class indices, got {what}")
+    if c.ndim != 1 or c.shape[0] != batch:
+        raise ValueError(f"c must have shape ({batch},) to match the batch, got {tuple(c.shape)}")
+    return c
 
 
 def check_labels(labels: object, num_classes: int, batch: int, allow_null: bool = True, name: str = "labels") -> Tensor:
     """Check class labels: an integer tensor ``(B,)`` with values in {0, ..., num_classes - 1}.
 
     With ``allow_null`` the value ``num_classes`` is also accepted: the "null" class of
-    classifier-free guidance, which stands for "no condition".
+    classifier-free guidance, which stands for "no condition". This reads the values (a host
+    sync on a GPU): call it once at the boundary (the training recipe, guided sampling), not in
+    a forward pass, which checks only the dtype and shape of its labels.
     """
     if not isinstance(allow_null, bool):
         raise TypeError(f"allow_null must be True or False, got {allow_null!r}")
@@ -163,11 +194,11 @@ def check_labels(labels: object, num_classes: int, batch: int, allow_null: bool 
     return labels
 
 
-class ConditionalMLPVelocityField(nn.Module):
+class ConditionalMLPVelocityField(_MLPField):
     """A class-conditional MLP velocity field :math:`v_\\theta(x, t, c)` on :math:`\\mathbb R^d`.
 
-    The input is ``x`` ``(B, d)``, the sinusoidal embedding of ``t`` and a learned embedding of
-    the class ``c`` ``(B,)``. The embedding table has ``num_classes + 1`` rows: the extra index
+    The layers of :class:`MLPVelocityField`, with a learned embedding of the class ``c`` ``(B,)``
+    appended to the input. The embedding table has ``num_classes + 1`` rows: the extra index
     ``num_classes`` (:attr:`null_class`) is the "no condition" token that label dropout trains,
     so the same network is both conditional and unconditional (classifier-free guidance).
     Calling ``model(x, t)`` without ``c`` uses the null class. ``max_frequency`` is the highest
@@ -185,25 +216,12 @@ class ConditionalMLPVelocityField(nn.Module):
         class_embedding_dim: int = 16,
         max_frequency: float = 1000.0,
     ) -> None:
-        super().__init__()
-        check_positive_int(dim, "dim")
         check_positive_int(num_classes, "num_classes")
-        check_positive_int(width, "width")
-        check_positive_int(depth, "depth")
         check_positive_int(class_embedding_dim, "class_embedding_dim")
-        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
-        if time_embedding_dim % 2:
-            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
         check_positive_float(max_frequency, "max_frequency")
-        self.dim = dim
+        embedding = nn.Embedding(num_classes + 1, class_embedding_dim)
+        super().__init__(dim, width, depth, time_embedding_dim, max_frequency, embedding)
         self.num_classes = num_classes
-        self.time_embedding = SinusoidalTimeEmbedding(time_embedding_dim, max_frequency)
-        self.class_embedding = nn.Embedding(num_classes + 1, class_embedding_dim)
-        layers: list[nn.Module] = [nn.Linear(dim + time_embedding_dim + class_embedding_dim, width), nn.SiLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(width, width), nn.SiLU()]
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
 
     @property
     def null_class(self) -> int:
@@ -213,21 +231,15 @@ class ConditionalMLPVelocityField(nn.Module):
     def forward(self, x: Tensor, t: float | Tensor, c: Tensor | None = None) -> Tensor:
         """Velocity ``(B, d)`` at ``x`` ``(B, d)``, times ``t`` and classes ``c`` ``(B,)`` (None: null).
 
-        Shapes, dtype and device are checked (metadata, cheap; the range of ``c`` on the CPU); the
-        values of ``x`` and ``t`` are not (no NaN or range check), by design: no host-device
-        synchronisation at every training step.
+        Shapes, dtypes and device are checked (metadata); no value is checked, neither of ``x``
+        and ``t`` nor the range of ``c`` (:func:`check_labels` does that once, at the boundary):
+        no host-device synchronisation at any training or solver step.
         """
-        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.dim}), got {shape}")
-        if x.shape[0] == 0:
-            raise ValueError(f"x must hold at least one point, got shape {tuple(x.shape)}")
-        _check_input(x, self.net[0].weight)
-        t = time_as_batch(t, x)
+        x, e = self._inputs(x, t)
         if c is None:
             c = torch.full((x.shape[0],), self.null_class, dtype=torch.long, device=x.device)
-        c = _check_condition_labels(c, self.num_classes, x.shape[0])
-        return self.net(torch.cat([x, self.time_embedding(t), self.class_embedding(c.to(x.device))], dim=1))
+        c = _check_label_tensor(c, x.shape[0])
+        return self.net(torch.cat([x, e, self.class_embedding(c.to(x.device))], dim=1))
 
 
 class ResidualBlock(nn.Module):
@@ -261,16 +273,14 @@ class ResidualBlock(nn.Module):
     def forward(self, x: Tensor, e: Tensor) -> Tensor:
         """``x`` ``(B, C_in, H, W)`` and the embedding ``e`` ``(B, E)`` -> ``(B, C_out, H, W)``.
 
-        Shapes, dtype and device are checked (metadata, cheap); the values are not (no NaN check), by
-        design: no host-device synchronisation at every training step.
+        Shapes, dtype and device are checked (metadata); no value is checked (no NaN check): no
+        host-device synchronisation at any training or solver step.
         """
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[0] == 0:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {shape}")
+            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {_shape(x)}")
         _check_input(x, self.conv1.weight)
         if not isinstance(e, Tensor) or e.shape != (x.shape[0], self.embedding_dim):
-            shape = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
-            raise ValueError(f"e must have shape ({x.shape[0]}, {self.embedding_dim}), got {shape}")
+            raise ValueError(f"e must have shape ({x.shape[0]}, {self.embedding_dim}), got {_shape(e)}")
         _check_input(e, self.film.weight, "e")
         h = self.conv1(nn.functional.silu(self.norm1(x)))
         scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
@@ -311,9 +321,7 @@ class UNet(nn.Module):
         check_positive_int(in_channels, "in_channels")
         check_positive_int(channels, "channels")
         check_positive_int(cond_channels, "cond_channels", minimum=0)
-        check_positive_int(time_embedding_dim, "time_embedding_dim", minimum=2)
-        if time_embedding_dim % 2:
-            raise ValueError(f"time_embedding_dim must be even, got {time_embedding_dim}")
+        _check_time_embedding_dim(time_embedding_dim)
         if num_classes is not None:
             check_positive_int(num_classes, "num_classes")
         if num_classes is not None and cond_channels:
@@ -352,8 +360,7 @@ class UNet(nn.Module):
 
     def _check_x(self, x: object) -> Tensor:
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {shape}")
+            raise ValueError(f"x must have shape (batch, {self.in_channels}, height, width), got {_shape(x)}")
         if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0 or x.shape[2] % 2 or x.shape[3] % 2:
             raise ValueError(
                 f"x must hold at least one image with an even height and width (one downsampling), got {tuple(x.shape)}"
@@ -365,8 +372,7 @@ class UNet(nn.Module):
         if c is None:
             return x.new_zeros(batch, self.cond_channels, height, width)
         if not isinstance(c, Tensor) or c.ndim != 4 or c.shape[:2] != (batch, self.cond_channels):
-            shape = tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
-            raise ValueError(f"c must be an image of shape ({batch}, {self.cond_channels}, h, w), got {shape}")
+            raise ValueError(f"c must be an image of shape ({batch}, {self.cond_channels}, h, w), got {_shape(c)}")
         if c.shape[2] == 0 or c.shape[3] == 0 or height % c.shape[2] or width % c.shape[3]:
             raise ValueError(f"c must have a height and width that divide {height}x{width}, got {tuple(c.shape)}")
         c = c.to(dtype=x.dtype, device=x.device)
@@ -376,16 +382,16 @@ class UNet(nn.Module):
         """The velocity at images ``x`` ``(B, in_channels, H, W)``, times ``t`` (a float, ``(B,)`` or
         ``(B, 1)``) and conditions ``c``; returns the shape of ``x``.
 
-        Shapes, dtype and device are checked (metadata, cheap; the range of class labels on the CPU);
-        the values of ``x``, ``t`` and an image ``c`` are not (no NaN or range check), by design: no
-        host-device synchronisation at every training step.
+        Shapes, dtypes and device are checked (metadata); no value is checked, neither of ``x``,
+        ``t`` and an image ``c`` nor the range of class labels (:func:`check_labels` does that once,
+        at the boundary): no host-device synchronisation at any training or solver step.
         """
         x = self._check_x(x)
         e = self.time_embedding(time_as_batch(t, x))
         if self.class_embedding is not None:
             if c is None:
                 c = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-            c = _check_condition_labels(c, self.num_classes, x.shape[0])
+            c = _check_label_tensor(c, x.shape[0])
             e = e + self.class_embedding(c.to(x.device))
         elif self.cond_channels:
             x = torch.cat([x, self._condition_image(c, x)], dim=1)

@@ -28,8 +28,8 @@ TIMES = (0.0, 0.25, 0.5, 0.75, 1.0)
 def flow_snapshots(n_particles: int = 1500, n_data: int = 600, steps: int = 60) -> tuple[torch.Tensor, list]:
     """The data and the particles at each of ``TIMES``, in float64."""
     torch.manual_seed(0)
-    moons = data.sample_moons(n_data, seed=1).double()
-    x0 = data.sample_gaussian(n_particles, seed=2).double()
+    moons = data.sample_moons(n_data, generator=1).double()
+    x0 = data.sample_gaussian(n_particles, generator=2).double()
     velocity = lambda x, t: paths.marginal_velocity(x, t, moons)  # noqa: E731
     grid = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
     solution = solvers.solve_ode(velocity, x0, t_grid=grid, method="midpoint", return_trajectory=True)

@@ -81,7 +81,7 @@ def test_marginal_velocity_jacobian_against_autograd(scheduler):
     from fmbook import data, paths
 
     sched = paths.CosineScheduler() if scheduler == "cosine" else None
-    points = data.sample_moons(6, seed=0).double()
+    points = data.sample_moons(6, generator=0).double()
     gen = torch.Generator().manual_seed(4)
     x = 1.5 * torch.randn(12, 2, generator=gen, dtype=torch.float64)
     t = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.2, 0.6, 0.8, 0.97], dtype=torch.float64)

@@ -20,7 +20,7 @@ def test_guidance_scale_from_ho_salimans_maps_their_landmarks():
 
 @pytest.mark.parametrize("scheduler", [paths.CondOTScheduler(), paths.VPScheduler()], ids=["condot", "vp"])
 def test_guiding_noise_predictions_their_way_is_the_book_rule_on_velocities(scheduler):
-    points, labels = data.sample_moons_with_labels(30, seed=1)
+    points, labels = data.sample_moons_with_labels(30, generator=1)
     points = points.double()
     x = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     t = torch.full((64,), 0.55, dtype=torch.float64)
@@ -430,7 +430,7 @@ def test_gradient_accumulation_gives_the_gradient_of_the_whole_batch():
 
     torch.manual_seed(0)
     net = models.MLPVelocityField(dim=2, width=16, depth=2)
-    x1, x0, t = data.sample_moons(64, seed=0), torch.randn(64, 2), torch.rand(64)
+    x1, x0, t = data.sample_moons(64, generator=0), torch.randn(64, 2), torch.rand(64)
     net.zero_grad()
     losses.cfm_loss(net, x0, x1, t=t).backward()
     whole = [p.grad.clone() for p in net.parameters()]

@@ -57,7 +57,7 @@ def test_cfm_loss_names_x0_and_x1_for_float64_data_and_a_float32_model():
 def test_the_recipes_cast_float64_data_to_the_model():
     # Once a TypeError about "x" deep in the first step; the recipes now cast the data (and the
     # source) to the model's dtype, and train exactly as on float32 data.
-    moons = data.sample_moons(64, seed=0)
+    moons = data.sample_moons(64, generator=0)
     runs = []
     for rows in (moons, moons.double()):
         torch.manual_seed(0)

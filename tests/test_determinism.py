@@ -26,7 +26,7 @@ def chapter3_moons_run(seed: int, steps: int = 20):
     result = train_flow_matching(
         model, moons, steps=steps, batch_size=1024, lr=3e-3, ema_decay=0.99, seed=seed, device="cpu", progress=False
     )
-    x0 = data.sample_gaussian(500, seed=seed + 1)
+    x0 = data.sample_gaussian(500, generator=seed + 1)
     with torch.no_grad():
         samples = solve_ode(result.sampling_model, x0, steps=8, method="midpoint").x
     return result, samples
@@ -39,7 +39,7 @@ def test_train_flow_matching_and_sampling_are_bit_identical():
     assert same_weights(first.model, second.model)
     assert same_weights(first.ema_model, second.ema_model)
     assert torch.equal(s1, s2)
-    reference = data.sample_moons(500, seed=9)
+    reference = data.sample_moons(500, generator=9)
     assert metrics.sliced_w2(s1, reference) == metrics.sliced_w2(s2, reference)
     third, s3 = chapter3_moons_run(1, steps=20)
     assert third.history != first.history and not torch.equal(s1, s3)  # the seed matters
@@ -49,7 +49,7 @@ def test_fit_with_a_custom_loss_is_bit_identical():
     def run():
         torch.manual_seed(3)
         model = MLPVelocityField(2, 32, 2)
-        points = data.sample_eight_gaussians(256, seed=4)
+        points = data.sample_eight_gaussians(256, generator=4)
 
         def loss_fn(net, step):  # draws its batch from the global generator that fit seeds
             idx = torch.randint(0, points.shape[0], (64,))
@@ -68,10 +68,10 @@ def test_train_with_source_path_and_no_ema_is_bit_identical():
         model = MLPVelocityField(2, 16, 2)
         return train_flow_matching(
             model,
-            data.sample_checkerboard(300, seed=1),
+            data.sample_checkerboard(300, generator=1),
             steps=15,
             batch_size=32,
-            source=data.sample_circles(200, seed=2),
+            source=data.sample_circles(200, generator=2),
             path=paths.AffinePath(paths.CosineScheduler()),
             seed=11,
             device="cpu",
@@ -95,7 +95,7 @@ def test_samplers_with_global_seed_are_reproducible():
 def test_solvers_are_bit_identical():
     torch.manual_seed(0)
     model = MLPVelocityField(2, 32, 2).eval()
-    x0 = data.sample_gaussian(64, seed=0)
+    x0 = data.sample_gaussian(64, generator=0)
     with torch.no_grad():
         for method in FIXED_STEP_METHODS:
             a = solve_ode(model, x0, steps=5, method=method, return_trajectory=True)

@@ -45,14 +45,15 @@ def test_split_is_a_partition_of_scikit_learns_digits(split):
 
 
 def test_split_seeding():
-    a, b, c = data.load_digits_split(seed=1), data.load_digits_split(seed=1), data.load_digits_split(seed=2)
+    a, b = data.load_digits_split(generator=1), data.load_digits_split(generator=1)
+    c = data.load_digits_split(generator=2)
     assert torch.equal(a.heldout_labels, b.heldout_labels) and torch.equal(a.heldout_images, b.heldout_images)
     assert not torch.equal(a.heldout_images, c.heldout_images)
     assert data.load_digits_split(heldout_fraction=0.5).heldout_images.shape[0] in (898, 899)
     with pytest.raises(ValueError, match="heldout_fraction"):
         data.load_digits_split(heldout_fraction=1.0)
-    with pytest.raises(ValueError, match="seed"):
-        data.load_digits_split(seed=-1)
+    with pytest.raises(ValueError, match="generator must be >= 0"):
+        data.load_digits_split(generator=-1)
 
 
 def test_unit_range_and_downsample():

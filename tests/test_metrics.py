@@ -10,8 +10,8 @@ from fmbook import data, metrics
 
 
 def test_zero_on_identical_sets_and_symmetric():
-    a = data.sample_moons(300, seed=0)
-    b = data.sample_moons(300, seed=1)
+    a = data.sample_moons(300, generator=0)
+    b = data.sample_moons(300, generator=1)
     for m in (metrics.sliced_w2, metrics.exact_w2, metrics.mmd_rbf):
         assert m(a, a) == pytest.approx(0.0, abs=1e-7)
         assert m(a, b) == pytest.approx(m(b, a), rel=1e-9)
@@ -42,7 +42,7 @@ def test_exact_w2_against_brute_force():
 
 
 def test_sliced_is_at_most_exact():
-    a, b = data.sample_moons(400, seed=0), data.sample_checkerboard(400, seed=0) * 0.5
+    a, b = data.sample_moons(400, generator=0), data.sample_checkerboard(400, generator=0) * 0.5
     assert metrics.sliced_w2(a, b) <= metrics.exact_w2(a, b) + 1e-9
 
 
@@ -53,7 +53,7 @@ def test_sliced_w2_in_one_dimension_equals_sorted_distance():
 
 
 def test_sliced_w2_unequal_sizes():
-    a = data.sample_moons(1000, seed=0)
+    a = data.sample_moons(1000, generator=0)
     assert metrics.sliced_w2(a, a[::2]) < 0.05
     assert metrics.sliced_w2(a, a[:500] + 1.0) > 0.5
 
@@ -73,7 +73,7 @@ def test_mmd_against_direct_double_sum():
 
 def test_noise_floor_is_the_mean_over_pairs_and_its_default_is_precise():
     pairs = [
-        metrics.sliced_w2(data.sample_moons(2000, seed=2 * i + 1_000), data.sample_moons(2000, seed=2 * i + 1_001))
+        metrics.sliced_w2(data.sample_moons(2000, 2 * i + 1_000), data.sample_moons(2000, 2 * i + 1_001))
         for i in range(30)
     ]
     assert metrics.noise_floor(metrics.sliced_w2, data.sample_moons, 2000) == pytest.approx(sum(pairs) / 30, rel=1e-12)
@@ -86,7 +86,7 @@ def test_noise_floor_is_the_mean_over_pairs_and_its_default_is_precise():
 
 def _moons_generator(shift: float = 0.0):
     def generate(n, seed):
-        return data.sample_moons(n, seed=10_000 + seed) + shift
+        return data.sample_moons(n, generator=10_000 + seed) + shift
 
     return generate
 
@@ -150,7 +150,7 @@ def test_ratio_to_floor_sees_a_shift():
 def test_noise_floor_is_what_independent_draws_score():
     floor = metrics.noise_floor(metrics.sliced_w2, data.sample_moons, 500, repeats=4)
     assert 0 < floor < 0.3
-    far = metrics.sliced_w2(data.sample_moons(500, seed=0), data.sample_gaussian(500, seed=0))
+    far = metrics.sliced_w2(data.sample_moons(500, generator=0), data.sample_gaussian(500, generator=0))
     assert far > 4 * floor
 
 

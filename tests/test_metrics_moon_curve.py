@@ -32,8 +32,8 @@ def test_agrees_with_brute_force_polyline():
     # endpoint is nearest), at the centres, and far away.
     pts = torch.cat(
         [
-            data.sample_moons(300, seed=1),
-            data.sample_moons(100, seed=2, noise=0.4),
+            data.sample_moons(300, generator=1),
+            data.sample_moons(100, generator=2, noise=0.4),
             (torch.rand(400, 2, generator=g, dtype=torch.float64) - 0.5) * 10,
             torch.tensor([[-1.0, -0.5], [1.0, 0.5], [-3.0, -0.5], [3.0, 0.5], [-3.0, -2.0], [3.0, 2.0], [0.0, 0.0]]),
         ]
@@ -48,7 +48,7 @@ def test_agrees_with_brute_force_polyline():
 
 def test_negative_control_polyline_through_vertices_of_a_wrong_radius_disagrees():
     # The same brute force against moons of radius 2.1 misses by about 0.1: the comparison above can fail.
-    pts = data.sample_moons(300, seed=1, noise=0.0).double().numpy()
+    pts = data.sample_moons(300, generator=1, noise=0.0).double().numpy()
     wrong = [2.1 / 2.0 * (line - c) + c for line, c in zip(_moon_polylines(), [(-1.0, -0.5), (1.0, 0.5)])]
     brute = np.minimum(*[_polyline_distance(pts, line) for line in wrong])
     exact = metrics.moon_curve_distance(torch.from_numpy(pts)).numpy()
@@ -56,7 +56,7 @@ def test_negative_control_polyline_through_vertices_of_a_wrong_radius_disagrees(
 
 
 def test_zero_on_noiseless_points_and_exact_off_the_curve():
-    x = data.sample_moons(2000, seed=3, noise=0.0)
+    x = data.sample_moons(2000, generator=3, noise=0.0)
     # float32 points: exact to the rounding of the data (about 1e-7).
     assert metrics.moon_curve_distance(x).max() < 1e-6
     assert metrics.moon_curve_rms(x) < 1e-6
@@ -74,7 +74,7 @@ def test_the_data_own_value_is_the_noise_standard_deviation():
     # Moons of noise 0.05 before the scaling by 2: isotropic noise of sd 0.1, RMS normal offset about 0.100
     # (0.0014 to 0.0016 between draws of 2000). Each seed within 0.100 +- 0.005 (over 3 sd), the mean of 8
     # within 0.100 +- 0.002 (about 3.5 standard errors).
-    values = np.array([metrics.moon_curve_rms(data.sample_moons(2000, seed=1_000 + s)) for s in SEEDS])
+    values = np.array([metrics.moon_curve_rms(data.sample_moons(2000, generator=1_000 + s)) for s in SEEDS])
     assert np.all(np.abs(values - 0.100) < 0.005), values
     assert abs(values.mean() - 0.100) < 0.002, values.mean()
     assert 0.0008 < values.std(ddof=1) < 0.0025, values.std(ddof=1)
@@ -85,7 +85,7 @@ def test_negative_control_blur_by_sqrt2_fails_the_bar():
     # Data with extra noise of sd 0.1: sqrt(2) thicker moons, RMS about 0.141, above the 0.110 bar on every seed.
     values = []
     for s in SEEDS:
-        x = data.sample_moons(2000, seed=2_000 + s)
+        x = data.sample_moons(2000, generator=2_000 + s)
         blur = 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(s))
         values.append(metrics.moon_curve_rms(x + blur))
     values = np.array(values)

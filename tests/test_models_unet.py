@@ -64,10 +64,13 @@ def test_unet_bad_input():
         net(torch.randn(2, 3, 8, 8), 0.5)
     with pytest.raises(ValueError, match="even height"):
         net(torch.randn(2, 1, 7, 8), 0.5)
+    # The range of the labels is checked once at the boundary (check_labels), not in the forward.
     with pytest.raises(ValueError, match=r"c must lie in \[0, 10\]"):
-        net(torch.randn(2, 1, 8, 8), 0.5, torch.tensor([3, 11]))
+        models.check_labels(torch.tensor([3, 11]), net.num_classes, 2, name="c")
     with pytest.raises(ValueError, match=r"c must lie in"):
-        net(torch.randn(2, 1, 8, 8), 0.5, torch.tensor([-1, 0]))
+        models.check_labels(torch.tensor([-1, 0]), net.num_classes, 2, name="c")
+    with pytest.raises(IndexError):  # the forward itself: the embedding refuses the index on the CPU
+        net(torch.randn(2, 1, 8, 8), 0.5, torch.tensor([3, 11]))
     with pytest.raises(TypeError, match="integer tensor"):
         net(torch.randn(2, 1, 8, 8), 0.5, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
@@ -96,6 +99,8 @@ def test_conditional_mlp():
     assert torch.equal(net(x, t), net(x, t, torch.full((6,), 2)))
     assert (net(x, t, torch.zeros(6, dtype=torch.long)) - net(x, t, torch.ones(6, dtype=torch.long))).abs().max() > 0
     with pytest.raises(ValueError, match=r"c must lie in \[0, 2\]"):
+        models.check_labels(torch.tensor([0, 1, 0, 1, 2, 3]), net.num_classes, 6, name="c")
+    with pytest.raises(IndexError):  # the forward itself: the embedding refuses the index on the CPU
         net(x, t, torch.tensor([0, 1, 0, 1, 2, 3]))
     with pytest.raises(ValueError, match="x must have shape"):
         net(torch.randn(6, 3), t, c)
@@ -111,3 +116,36 @@ def test_check_labels():
         models.check_labels([0, 1], 10, 2)
     with pytest.raises(TypeError, match="integer"):
         models.check_labels(torch.tensor([True, False]), 10, 2)
+
+
+class _ValueReads(torch.overrides.TorchFunctionMode):
+    """Counts the tensor calls that copy a value to the host (a device sync on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in {"item", "tolist", "__bool__", "__float__", "__int__", "_is_nonzero"}:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "net, x, c",
+    [
+        (models.MLPVelocityField(width=16, depth=2), torch.randn(4, 2), None),
+        (models.ConditionalMLPVelocityField(width=16, depth=2), torch.randn(4, 2), torch.tensor([0, 1, 2, 1])),
+        (models.UNet(channels=8, num_classes=10), torch.randn(4, 1, 8, 8), torch.tensor([0, 9, 10, 3])),
+        (models.UNet(channels=8, cond_channels=1), torch.randn(4, 1, 8, 8), torch.randn(4, 1, 4, 4)),
+    ],
+)
+def test_forwards_read_no_values(net, x, c):
+    """A forward checks shapes and dtypes only: not one value is read on the host."""
+    args = (x, torch.rand(4)) if c is None else (x, torch.rand(4), c)
+    with _ValueReads() as reads:
+        out = net(*args)
+    assert out.shape == x.shape and reads.count == 0
+    with _ValueReads() as reads:  # the counter itself sees a value check (negative control)
+        models.check_labels(torch.tensor([0, 1]), 2, 2)
+    assert reads.count > 0

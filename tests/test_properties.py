@@ -204,9 +204,9 @@ def test_time_forms_broadcast_to_batch(batch, form, value):
     seed=st.integers(0, 2**32 - 1),
 )
 def test_samplers_shape_dtype_finite_and_seeded(name, n, seed):
-    x = data.sample(name, n, seed=seed)
+    x = data.sample(name, n, generator=seed)
     assert x.shape == (n, 2) and x.dtype == torch.float32 and finite(x)
-    assert torch.equal(x, data.sample(name, n, seed=seed))
+    assert torch.equal(x, data.sample(name, n, generator=seed))
     assert float(x.abs().max()) < 10.0
 
 

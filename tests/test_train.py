@@ -43,7 +43,7 @@ def test_ema_follows_the_recursion():
 
 
 def test_same_seed_same_history():
-    ds = data.sample_moons(500, seed=0)
+    ds = data.sample_moons(500, generator=0)
     runs = []
     for _ in range(2):
         torch.manual_seed(0)  # the initial weights are the reader's to seed

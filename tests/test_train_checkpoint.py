@@ -27,7 +27,7 @@ def _model(width=16):
 
 
 def test_resuming_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
-    x = data.sample_moons(300, seed=0)
+    x = data.sample_moons(300, generator=0)
     kw = dict(steps=20, lr=1e-2, ema_decay=0.9, device="cpu", progress=False, checkpoint_every=5)
     full = train.fit(_model(), _loss_fn(x), checkpoint_path=tmp_path / "full.pt", **kw)
     with pytest.warns(UserWarning, match="interrupted after 13 steps"):
@@ -109,7 +109,7 @@ def test_files_with_arbitrary_objects_are_refused(tmp_path):
 
 
 def test_resuming_with_other_steps_is_refused(tmp_path):
-    x = data.sample_moons(100, seed=0)
+    x = data.sample_moons(100, generator=0)
     train.fit(_model(), _loss_fn(x), 4, checkpoint_path=tmp_path / "a.pt", progress=False, device="cpu")
     with pytest.raises(train.CheckpointError, match="steps=4, not steps=6"):
         train.fit(_model(), _loss_fn(x), 6, checkpoint_path=tmp_path / "a.pt", resume=True, progress=False)

@@ -7,7 +7,7 @@ import torch
 
 from fmbook import data, models, train
 
-MOONS = data.sample_moons(300, seed=0)
+MOONS = data.sample_moons(300, generator=0)
 
 
 def _model(width=16):

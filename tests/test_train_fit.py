@@ -17,7 +17,7 @@ def _moons_model():
 def test_train_flow_matching_draws_like_algorithm_3():
     # An independent re-implementation of the loop: seed, draw x1 (rows with replacement), x0 and t
     # from the global generator, Adam with a cosine schedule. The losses must agree exactly.
-    x = data.sample_moons(500, seed=0)
+    x = data.sample_moons(500, generator=0)
     model = _moons_model()
     reference = copy.deepcopy(model)
     result = train.train_flow_matching(model, x, steps=12, batch_size=32, lr=1e-2, device="cpu", progress=False)
@@ -43,7 +43,7 @@ def test_train_flow_matching_draws_like_algorithm_3():
 
 
 def test_amp_is_ignored_off_cuda():
-    x = data.sample_moons(200, seed=0)
+    x = data.sample_moons(200, generator=0)
     a = train.train_flow_matching(_moons_model(), x, steps=5, batch_size=16, device="cpu", progress=False, amp=True)
     b = train.train_flow_matching(_moons_model(), x, steps=5, batch_size=16, device="cpu", progress=False)
     assert not a.amp and a.history == b.history

@@ -9,7 +9,7 @@ from fmbook import data, models, train
 
 @pytest.fixture(scope="module")
 def moons():
-    return data.sample_moons(5000, seed=0)
+    return data.sample_moons(5000, generator=0)
 
 
 def test_builds_the_documented_model_and_trains_every_step(moons):

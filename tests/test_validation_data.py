@@ -27,11 +27,11 @@ BAD_N = [
 ]
 
 BAD_SEED = [
-    (-1, ValueError, r"seed must be >= 0"),
-    (2**40, ValueError, r"seed must be < 2\*\*32"),
-    (1.0, TypeError, r"seed must be an int or None"),
-    ("0", TypeError, r"seed must be an int or None"),
-    (False, TypeError, r"seed must be an int or None"),
+    (-1, ValueError, r"generator must be >= 0"),
+    (2**40, ValueError, r"generator must be < 2\*\*32"),
+    (1.0, TypeError, r"generator must be an int seed, a torch.Generator or None"),
+    ("0", TypeError, r"generator must be an int seed, a torch.Generator or None"),
+    (False, TypeError, r"generator must be an int seed, a torch.Generator or None"),
 ]
 
 
@@ -39,14 +39,14 @@ BAD_SEED = [
 @pytest.mark.parametrize("n, exc, match", BAD_N)
 def test_bad_n(sampler, n, exc, match):
     with pytest.raises(exc, match=match):
-        sampler(n, seed=0)
+        sampler(n, generator=0)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("seed, exc, match", BAD_SEED)
 def test_bad_seed(sampler, seed, exc, match):
     with pytest.raises(exc, match=match):
-        sampler(4, seed=seed)
+        sampler(4, generator=seed)
 
 
 # (sampler, keyword, bad value, exception, message): the hyper-parameters of each data set
@@ -57,8 +57,9 @@ BAD_HYPER = [
     (data.sample_moons, "noise", "0.1", TypeError, r"noise must be a number"),
     (data.sample_moons_with_labels, "noise", -1.0, ValueError, r"noise must be"),
     (data.canonical_moons_sklearn, "noise", -0.1, ValueError, r"noise must be a finite number >= 0"),
-    (data.canonical_moons_sklearn, "seed", -3, ValueError, r"seed must be >= 0"),
-    (data.canonical_moons_sklearn, "seed", 2**33, ValueError, r"seed must be < 2\*\*32"),
+    (data.canonical_moons_sklearn, "generator", -3, ValueError, r"generator must be >= 0"),
+    (data.canonical_moons_sklearn, "generator", 2**33, ValueError, r"generator must be < 2\*\*32"),
+    (data.canonical_moons_sklearn, "generator", 1.0, TypeError, r"generator must be an int seed"),
     (data.sample_eight_gaussians, "radius", 0.0, ValueError, r"radius must be a finite number > 0"),
     (data.sample_eight_gaussians, "radius", -1.0, ValueError, r"radius must be"),
     (data.sample_eight_gaussians, "std", 0.0, ValueError, r"std must be a finite number > 0"),
@@ -100,20 +101,20 @@ def test_canonical_moons_sklearn_bad_n():
 )
 def test_sample_bad_name(name, exc, match):
     with pytest.raises(exc, match=match):
-        data.sample(name, 4, seed=0)
+        data.sample(name, 4, generator=0)
 
 
 @pytest.mark.parametrize("n, exc, match", BAD_N[:3])
 def test_sample_by_name_bad_n(n, exc, match):
     with pytest.raises(exc, match=match):
-        data.sample("moons", n, seed=0)
+        data.sample("moons", n, generator=0)
 
 
 def test_valid_calls_still_work():
     """The checks do not reject good input (a guard against over-eager validation)."""
     for sampler in SAMPLERS[:-1]:
-        x = sampler(5, seed=0)
+        x = sampler(5, generator=0)
         assert x.shape[0] == 5
-    assert data.sample_moons(3, seed=2**32 - 1).shape == (3, 2)
+    assert data.sample_moons(3, generator=2**32 - 1).shape == (3, 2)
     assert data.sample_moons(3, noise=0).shape == (3, 2)
-    assert data.canonical_moons_sklearn(4, seed=0, noise=0.0).shape == (4, 2)
+    assert data.canonical_moons_sklearn(4, generator=0, noise=0.0).shape == (4, 2)

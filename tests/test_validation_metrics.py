@@ -12,7 +12,7 @@ A, B = torch.randn(20, 2), torch.randn(30, 2)
 
 
 def _gen(n, seed):
-    return sample_moons(n, seed=seed + 77)
+    return sample_moons(n, generator=seed + 77)
 
 PAIR_METRICS = [metrics.sliced_w2, metrics.exact_w2, metrics.median_bandwidth, metrics.mmd_rbf]
 

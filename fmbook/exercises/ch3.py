@@ -266,7 +266,7 @@ def _loss_statistics(
 ) -> tuple[float, float]:
     """Mean and standard deviation of per-sample losses over ``n`` Monte Carlo draws of (t, x0, x1)."""
     g = generator(seed)
-    x1 = data.sample_moons(n, seed=seed)
+    x1 = data.sample_moons(n, generator=seed)
     x0, t = torch.randn(n, 2, generator=g), torch.rand(n, generator=g)
     with torch.no_grad():
         per = loss_of_batch(x0, x1, t)
@@ -312,7 +312,7 @@ def check_training_loop(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     hints: dict[str, str] = {}
-    moons = data.sample_moons(20_000, seed=seed + 3)
+    moons = data.sample_moons(20_000, generator=seed + 3)
 
     # ---- case 1: the reported losses, with lr = 0, against the expected CFM loss of a fixed field
     probe = _ProbeField()
@@ -329,7 +329,7 @@ def check_training_loop(
     mean, sd = _loss_statistics(cfm, 200_000, seed + 11)
     with torch.no_grad():  # the reference is fmbook's tested loss, on one batch, to tie `cfm` to it
         g_ref = generator(seed + 12)
-        x1r = data.sample_moons(4096, seed=seed + 12)
+        x1r = data.sample_moons(4096, generator=seed + 12)
         x0r, tr = torch.randn(4096, 2, generator=g_ref), torch.rand(4096, generator=g_ref)
         assert torch.allclose(cfm(x0r, x1r, tr).mean(), losses.cfm_loss(probe, x0r, x1r, tr), rtol=1e-5)
     wrong = {  # the (mean, standard deviation) of the per-sample loss of each typical mistake
@@ -389,7 +389,7 @@ def check_training_loop(
 
         def sample(n: int, s: int) -> Tensor:
             with torch.no_grad():
-                return solvers.solve_ode(model, data.sample_gaussian(n, seed=7000 + s), steps=10,
+                return solvers.solve_ode(model, data.sample_gaussian(n, generator=7000 + s), steps=10,
                                          method="midpoint").x
 
         return floor_ref.ratio(sample), model
@@ -432,9 +432,9 @@ def _diagnose(model: nn.Module, seed: int) -> str:
     """Which typical mistake a badly trained model looks like: compare it with the exact marginal
     velocity u_t of the moons (and with -u_t, and with the field of the reversed time convention)."""
     g = generator(seed + 21)
-    reference = data.sample_moons(3000, seed=seed + 22)
+    reference = data.sample_moons(3000, generator=seed + 22)
     n = 1000
-    x0, x1 = torch.randn(n, 2, generator=g), data.sample_moons(n, seed=seed + 23)
+    x0, x1 = torch.randn(n, 2, generator=g), data.sample_moons(n, generator=seed + 23)
     t = 0.1 + 0.75 * torch.rand(n, generator=g)
     x = t[:, None] * x1 + (1 - t[:, None]) * x0
     with torch.no_grad():
