@@ -44,7 +44,8 @@ from fmbook import ddpm, paths  # noqa: E402
 from fmbook.models import MLPVelocityField  # noqa: E402
 
 MODULES = (
-    "conventions", "data", "ddpm", "likelihood", "losses", "metrics", "models", "ot", "paths", "processes",
+    "conventions", "data", "ddpm", "likelihood", "losses", "marginals", "metrics", "models", "ot", "parameterizations",
+    "paths", "processes", "schedulers",
     "solvers", "train", "viz", "exercises",
 )
 
