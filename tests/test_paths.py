@@ -146,7 +146,8 @@ def test_single_data_point_gives_the_conditional_field():
         (lambda: paths.marginal_velocity(torch.full((4, 2), math.nan), 0.5, torch.randn(3, 2)), "x_t must contain"),
         (lambda: paths.marginal_velocity(torch.randn(0, 2), 0.5, torch.randn(3, 2)), "x_t must hold"),
         (lambda: COND_OT.sample(torch.randn(3, 2), torch.randn(4, 2), 0.5), "same shape"),
-        (lambda: paths.conditional_velocity(torch.randn(3, 2), torch.randn(3, 2), math.nan, COND_OT.scheduler), "t must"),
+        (lambda: paths.conditional_velocity(torch.randn(3, 2), torch.randn(3, 2), math.nan, COND_OT.scheduler),
+         "t must"),
         (lambda: paths.CondOTScheduler()(2.0), "t must lie in"),
     ],
 )
