@@ -50,7 +50,7 @@ def _posterior_log_weights(x: Tensor, t: Tensor, data: Tensor, scheduler: Schedu
     :math:`\log w_i - \max_j \log w_j` with :math:`\log w_i = -\lVert x - \alpha_t z_i\rVert^2 / (2\sigma_t^2)`
     (the Gaussian log-likelihood up to its normaliser), ``offset`` ``(B,)`` (float64) is
     :math:`-\max_j \log w_j` and ``s`` is :math:`\sigma_t` ``(B,)`` (an exact 0 replaced by
-    :data:`SIGMA_FLOOR`).
+    :data:`~fmbook.schedulers.SIGMA_FLOOR`).
 
     With :math:`d_i = x - \alpha_t z_i`, :math:`c` the point ``x_t`` clamped to the bounding box of
     :math:`\alpha_t z` and :math:`g = x - c`,
@@ -132,7 +132,8 @@ def posterior_weights(x_t: Tensor, t: TimeLike, data: Tensor, scheduler: Schedul
 
     a softmax computed in log space; :func:`posterior_mean` is :math:`\sum_i w_i z_i`. Shapes: ``x``
     ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, N)``, rows summing to 1.
-    An exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`; every ``sigma_t > 0`` is used exactly.
+    An exact ``sigma_t = 0`` is replaced by :data:`~fmbook.schedulers.SIGMA_FLOOR`; every ``sigma_t > 0`` is
+    used exactly.
     """
     scheduler, x_t, t, data = _marginal_inputs(x_t, t, data, scheduler)
     return torch.cat([
@@ -145,7 +146,7 @@ def marginal_velocity(x_t: Tensor, t: TimeLike, data: Tensor, scheduler: Schedul
     The posterior-weighted average of the conditional velocities, for a Gaussian source and
     the finite data set ``data`` (uniform weights). Shapes: ``x_t`` ``(B, d)``, ``t`` a float or
     ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``. At the data end, where
-    :math:`\sigma_1 = 0`, an exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR` (the formula
+    :math:`\sigma_1 = 0`, an exact ``sigma_t = 0`` is replaced by :data:`~fmbook.schedulers.SIGMA_FLOOR` (the formula
     is 0/0 there); every ``sigma_t > 0`` is used exactly.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
@@ -171,7 +172,7 @@ def marginal_velocity_jacobian(x_t: Tensor, t: TimeLike, data: Tensor, scheduler
     rate :math:`1/(1 - t)` where the posterior sits on one data point, and an expansion of order
     :math:`(1 - t)^{-3}` where it is split between several. Shapes: ``x_t`` ``(B, d)``, ``t`` a float
     or ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d, d)``. An exact ``sigma_t = 0`` is replaced by
-    :data:`SIGMA_FLOOR`.
+    :data:`~fmbook.schedulers.SIGMA_FLOOR`.
     """
     scheduler, x_t, t, data = _marginal_inputs(x_t, t, data, scheduler)
     covariances = []
@@ -218,7 +219,8 @@ def gaussian_marginal_velocity(x_t: Tensor, t: TimeLike, mean: Tensor | float, s
 def marginal_score(x_t: Tensor, t: TimeLike, data: Tensor, scheduler: Scheduler | None = None) -> Tensor:
     r"""The exact marginal score :math:`\nabla_x \log p_t(x) = -(x - \alpha_t E[X_1 \mid x]) / \sigma_t^2`.
 
-    Shapes as in :func:`marginal_velocity`; an exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`.
+    Shapes as in :func:`marginal_velocity`; an exact ``sigma_t = 0`` is replaced by
+    :data:`~fmbook.schedulers.SIGMA_FLOOR`.
     """
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
     x_t = check_points(x_t, "x_t")
@@ -232,7 +234,7 @@ def marginal_log_density(x_t: Tensor, t: TimeLike, data: Tensor, scheduler: Sche
     r"""The exact log-density :math:`\log p_t(x) = \log \frac1N \sum_i \mathcal N(x; \alpha_t z_i, \sigma_t^2 I)`.
 
     Shapes: ``x_t`` ``(B, d)``, ``t`` a float or ``(B,)``, ``data`` ``(N, d)``; returns ``(B,)``.
-    An exact ``sigma_t = 0`` is replaced by :data:`SIGMA_FLOOR`.
+    An exact ``sigma_t = 0`` is replaced by :data:`~fmbook.schedulers.SIGMA_FLOOR`.
     """
     scheduler, x_t, t, data = _marginal_inputs(x_t, t, data, scheduler)
     d = x_t.shape[1]

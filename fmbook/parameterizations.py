@@ -32,7 +32,7 @@ def conditional_velocity(x_t: Tensor, x1: Tensor, t: TimeLike, scheduler: Schedu
     Shapes: ``x_t`` and ``x1`` ``(B, ...)``, ``t`` a float or ``(B,)``; returns ``(B, ...)``.
     Where :math:`\sigma_t = 0` (the data end of a path with :math:`\sigma_1 = 0`) the field is
     0/0 on the path; documented clamp: an exact :math:`\sigma_t = 0` is replaced by
-    :data:`SIGMA_FLOOR`, and every :math:`\sigma_t > 0` is used exactly (on the path the result at
+    :data:`~fmbook.schedulers.SIGMA_FLOOR`, and every :math:`\sigma_t > 0` is used exactly (on the path the result at
     :math:`\sigma_t = 0` is :math:`\dot\alpha_t x_1`). A solver stage evaluated at t = 1 then sees
     a bounded pull towards :math:`x_1`, not one of size :math:`1/\sigma`.
     """
@@ -55,7 +55,7 @@ def _check_parameterization(value: object, name: str) -> str:
 
 
 def _divide(num: Tensor, den: Tensor, what: str, clamp: bool) -> Tensor:
-    """num / den; with ``clamp`` the magnitude of den is floored at :func:`edge_floor`, otherwise an
+    """num / den; with ``clamp`` the magnitude of den is floored at :func:`~fmbook.schedulers.edge_floor`, otherwise an
     exact zero raises a ValueError that names the undefined quantity."""
     if clamp:
         return num / _floor_magnitude(den)
@@ -96,7 +96,7 @@ def velocity_coefficients(
     The score row holds for a Gaussian source N(0, I), where :math:`E[X_0 \mid x] = -\sigma_t \nabla\log p_t(x)`.
     ``t``: a float or ``(B,)`` in [0, 1]; returns two tensors ``(B,)``. With ``clamp=False`` an
     exact zero divisor raises ValueError; with ``clamp=True`` its magnitude is floored at
-    :func:`edge_floor` (every nonzero divisor of the book's schedulers is kept).
+    :func:`~fmbook.schedulers.edge_floor` (every nonzero divisor of the book's schedulers is kept).
     """
     check_scheduler(scheduler)
     _check_parameterization(parameterization, "parameterization")
@@ -176,7 +176,7 @@ def endpoints_from(
 
     Shapes: ``prediction`` and ``x_t`` ``(B, ...)``; ``t`` a float or ``(B,)``. With
     ``clamp=False`` an exact division by zero raises ValueError; with ``clamp=True``
-    divisors are floored at :func:`edge_floor` in magnitude.
+    divisors are floored at :func:`~fmbook.schedulers.edge_floor` in magnitude.
     """
     _check_parameterization(parameterization, "parameterization")
     _check_clamp(clamp)
@@ -242,14 +242,15 @@ def convert(
 def velocity_from_score(
     score: Tensor, x_t: Tensor, t: TimeLike, scheduler: Scheduler, *, clamp: bool = False
 ) -> Tensor:
-    r"""Proposition 1 of the notes (eq. 54): the velocity of a Gaussian path from its score,
+    r"""Proposition 1 of chapter 6 (the score and the velocity of a Gaussian path): the velocity of a
+    Gaussian path from its score,
 
     .. math:: u_t(x) = \Big(\sigma_t^2\frac{\dot\alpha_t}{\alpha_t} - \dot\sigma_t\sigma_t\Big)\nabla\log p_t(x)
               + \frac{\dot\alpha_t}{\alpha_t}\, x,
 
     for the conditional and the marginal fields alike (source N(0, I)). Undefined where
     :math:`\alpha_t = 0` (the noise end t = 0 of CondOT): a ValueError, or with ``clamp=True``
-    :math:`\alpha_t` floored at :func:`edge_floor`. Shapes: ``score`` and ``x_t`` ``(B, ...)``,
+    :math:`\alpha_t` floored at :func:`~fmbook.schedulers.edge_floor`. Shapes: ``score`` and ``x_t`` ``(B, ...)``,
     ``t`` a float or ``(B,)``.
     """
     check_scheduler(scheduler)
@@ -265,13 +266,14 @@ def velocity_from_score(
 def score_from_velocity(
     velocity: Tensor, x_t: Tensor, t: TimeLike, scheduler: Scheduler, *, clamp: bool = False
 ) -> Tensor:
-    r"""Proposition 1 of the notes (eq. 55): the score of a Gaussian path from its velocity,
+    r"""Proposition 1 of chapter 6: the score of a Gaussian path from its velocity,
 
     .. math:: \nabla\log p_t(x) = \frac{\alpha_t u_t(x) - \dot\alpha_t x}
               {\sigma_t^2\dot\alpha_t - \alpha_t\dot\sigma_t\sigma_t}.
 
     The denominator vanishes where :math:`\sigma_t = 0` (the data end t = 1): a ValueError, or with
-    ``clamp=True`` its magnitude is floored at :func:`edge_floor`. Shapes as in :func:`velocity_from_score`.
+    ``clamp=True`` its magnitude is floored at :func:`~fmbook.schedulers.edge_floor`. Shapes as in
+    :func:`velocity_from_score`.
     """
     check_scheduler(scheduler)
     _check_clamp(clamp)

@@ -192,8 +192,9 @@ def velocity_from_x1(x1_pred: Tensor, x_t: Tensor, t: TimeLike, scheduler: Sched
 
     It is ``convert(x1_pred, "x1", "velocity", x_t, t, scheduler, clamp=clamp)`` under its own
     name, with the same behaviour where :math:`\sigma_t = 0` (the data end t = 1): a ValueError, or
-    with ``clamp=True`` the divisor floored at :func:`edge_floor`. The exact fields, which are 0/0
-    there, use :func:`conditional_velocity` instead, whose documented floor is :data:`SIGMA_FLOOR`.
+    with ``clamp=True`` the divisor floored at :func:`~fmbook.schedulers.edge_floor`. The exact fields, which are 0/0
+    there, use :func:`~fmbook.parameterizations.conditional_velocity` instead, whose documented floor is
+    :data:`~fmbook.schedulers.SIGMA_FLOOR`.
     Shapes: ``x1_pred`` and ``x_t`` ``(B, ...)``, ``t`` a float or ``(B,)``; returns ``(B, ...)``.
     """
     x_t = check_batch(x_t, "x_t")
