@@ -250,7 +250,7 @@ def book_from_karras(x_hat: Tensor, sigma: Tensor, scheduler: Scheduler) -> tupl
     if sigma.shape != (x_hat.shape[0],):
         raise ValueError(f"sigma must have shape ({x_hat.shape[0]},), got {tuple(sigma.shape)}")
     angle = torch.atan2(torch.ones_like(sigma), sigma)
-    t = time_at_snr(check_scheduler(scheduler), angle)
+    t = time_at_snr(angle, check_scheduler(scheduler))
     a = _alpha_sigma(scheduler, t, x_hat)[0]
     return a * x_hat, t
 

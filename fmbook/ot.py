@@ -42,7 +42,7 @@ from ._checks import (
     check_tensor,
 )
 from .losses import Divergence, cfm_loss, squared_euclidean
-from .paths import AffinePath, CondOTScheduler, PathSample
+from .paths import AffinePath, CondOTScheduler, CurvedPath
 from .solvers import solve_ode
 from .train import LossFunction, TrainResult, _check_device, fit
 
@@ -491,52 +491,6 @@ def curl_2d(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: float | 
         grad_v1 = torch.autograd.grad(v[:, 0].sum(), xg, retain_graph=True)[0]
         grad_v2 = torch.autograd.grad(v[:, 1].sum(), xg)[0]
     return (grad_v2[:, 0] - grad_v1[:, 1]).detach()
-
-
-# --------------------------------------------------------------------------------------
-# A curved conditional path (Exercise 6.2 of the notes)
-# --------------------------------------------------------------------------------------
-
-
-class CurvedPath:
-    r"""A planar conditional path that bows away from the straight line:
-
-    .. math:: x_t = (1 - t)\,x_0 + t\,x_1 + c\,t(1 - t)\,R(x_1 - x_0),
-              \qquad \dot x_t = (x_1 - x_0) + c\,(1 - 2t)\,R(x_1 - x_0),
-
-    with :math:`R` the rotation by +90 degrees, so the added term is perpendicular to
-    :math:`x_1 - x_0` and the path still runs from :math:`x_0` to :math:`x_1`. Because the two
-    terms of the velocity are orthogonal, the kinetic energy of one path is
-    :math:`\lVert x_1 - x_0\rVert^2 (1 + c^2/3)`: :math:`c = 0` is the linear path.
-
-    ``sample(x0, x1, t)`` returns a :class:`fmbook.paths.PathSample`, so the path can be passed
-    to :func:`fmbook.losses.cfm_loss` in place of an affine path.
-    """
-
-    def __init__(self, amplitude: float = 1.0) -> None:
-        if isinstance(amplitude, bool) or not isinstance(amplitude, (int, float)) or not math.isfinite(amplitude):
-            raise ValueError(f"amplitude must be a finite number, got {amplitude!r}")
-        self.amplitude = float(amplitude)
-
-    def sample(self, x0: Tensor, x1: Tensor, t: float | Tensor) -> PathSample:
-        """Points ``x_t`` ``(B, 2)`` and velocities ``dx_t`` ``(B, 2)`` at times ``t`` (a float or ``(B,)``)."""
-        x0 = check_points(x0, "x0", dim=2)
-        x1 = check_points(x1, "x1", dim=2)
-        check_same_shape(x0, x1, "x0", "x1")
-        t = as_time(t, x0.shape[0], x0)
-        tt = t[:, None]
-        d = x1 - x0
-        perp = torch.stack([-d[:, 1], d[:, 0]], dim=1)
-        x_t = (1 - tt) * x0 + tt * x1 + self.amplitude * tt * (1 - tt) * perp
-        dx_t = d + self.amplitude * (1 - 2 * tt) * perp
-        return PathSample(x_t, dx_t, t)
-
-    def energy(self, x0: Tensor, x1: Tensor) -> float:
-        r"""The mean kinetic energy :math:`\E\lVert x_1 - x_0\rVert^2 (1 + c^2/3)` of the conditional paths."""
-        return transport_cost(x0, x1) * (1 + self.amplitude**2 / 3)
-
-    def __repr__(self) -> str:
-        return f"CurvedPath(amplitude={self.amplitude:g})"
 
 
 # --------------------------------------------------------------------------------------

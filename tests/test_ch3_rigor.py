@@ -182,7 +182,7 @@ def test_gaussian_marginal_velocity_solves_the_continuity_equation():
 def test_new_path_functions_name_bad_arguments():
     from fmbook import paths
 
-    with pytest.raises(ValueError, match=r"x must have shape \(batch, dim\)"):
+    with pytest.raises(ValueError, match=r"x_t must have shape \(batch, dim\)"):
         paths.marginal_velocity_jacobian(torch.zeros(3), 0.5, torch.zeros(4, 2))
     with pytest.raises(ValueError, match="t must lie in"):
         paths.marginal_velocity_jacobian(torch.zeros(3, 2), 1.5, torch.zeros(4, 2))

@@ -66,7 +66,7 @@ def test_fields_match_a_float64_evaluation_of_the_same_inputs_at_the_last_time_b
     assert ((got - exact).norm(dim=1) / exact.norm(dim=1)).max().item() < 10 * torch.finfo(dtype).eps
     got_x1 = paths.velocity_from_x1(x1, x, t, sch).double()
     assert ((got_x1 - exact).norm(dim=1) / exact.norm(dim=1)).max().item() < 10 * torch.finfo(dtype).eps
-    assert paths.snr(sch, torch.tensor([t], dtype=dtype)).item() == pytest.approx(t**2 / (1 - t) ** 2, rel=1e-5)
+    assert paths.snr(torch.tensor([t], dtype=dtype), sch).item() == pytest.approx(t**2 / (1 - t) ** 2, rel=1e-5)
 
 
 @pytest.mark.parametrize("gap", [1e-5, 1e-6])
@@ -128,16 +128,16 @@ def test_fields_are_finite_at_both_ends(scheduler, dtype):
     z = _points(30, dtype, 10, 2.0)
     outs = [
         paths.conditional_velocity(x, x1, t, scheduler),
-        paths.velocity_from_x1(x1, x, t, scheduler),
+        paths.velocity_from_x1(x1, x, t, scheduler, clamp=True),
         paths.marginal_velocity(x, t, z, scheduler),
         paths.marginal_score(x, t, z, scheduler),
         paths.marginal_log_density(x, t, z, scheduler),
-        paths.snr(scheduler, t),
+        paths.snr(t, scheduler),
         paths.velocity_from_score(x1, x, t, scheduler, clamp=True),
         paths.score_from_velocity(x1, x, t, scheduler, clamp=True),
     ]
     for p in paths.PARAMETERIZATIONS:
-        outs.extend(paths.velocity_coefficients(scheduler, t, p, clamp=True))
+        outs.extend(paths.velocity_coefficients(t, p, scheduler, clamp=True))
         outs.append(paths.convert(x1, p, "velocity", x, t, scheduler, clamp=True))
         outs.append(paths.convert(x1, "velocity", p, x, t, scheduler, clamp=True))
     for out in outs:
@@ -218,7 +218,7 @@ def test_coefficient_table_of_the_chapter(entry):
     sch = TABLE_SCHEDULERS[path]
     for end, g in ((0, 1e-6), (1, 1e-6)):
         t = g if end == 0 else 1 - g
-        a, b = (c.item() for c in paths.velocity_coefficients(sch, torch.tensor([t], dtype=torch.float64), p))
+        a, b = (c.item() for c in paths.velocity_coefficients(torch.tensor([t], dtype=torch.float64), p, sch))
         ha, hb = _hand_coefficients(path, p, t)
         assert a == pytest.approx(ha, rel=1e-7, abs=1e-9) and b == pytest.approx(hb, rel=1e-7, abs=1e-9)
         law_a, law_b = TABLE[entry][end]
@@ -268,7 +268,7 @@ def test_noise_prediction_at_zero_snr_carries_no_information_about_the_data():
 def test_coefficient_limits_reproduces_the_table(entry):
     path, p = entry
     for end in (0, 1):
-        got = paths.coefficient_limits(TABLE_SCHEDULERS[path], p, end)
+        got = paths.coefficient_limits(p, end, TABLE_SCHEDULERS[path])
         for law, (c, q) in zip(got, TABLE[entry][end]):
             assert law.p == q, (entry, end, law)
             assert law.c == pytest.approx(c, rel=1e-3, abs=1e-5), (entry, end, law)
@@ -276,7 +276,7 @@ def test_coefficient_limits_reproduces_the_table(entry):
 
 def test_coefficient_limits_rejects_a_bad_end():
     with pytest.raises(ValueError, match="end must be 0"):
-        paths.coefficient_limits(paths.CondOTScheduler(), "x1", 2)
+        paths.coefficient_limits("x1", 2, paths.CondOTScheduler())
 
 
 # ---------------------------------------------------------------- VE: Song's kernel, and the book's approximation
@@ -312,7 +312,7 @@ def test_target_second_moment_matches_monte_carlo():
         target = paths.AffinePath(vp).sample(x0, x1, t).dx_t
         sq = (target**2).sum(1)
         mc, se = sq.mean().item(), sq.std().item() / math.sqrt(sq.shape[0])
-        exact = paths.target_second_moment(vp, t, m2, 2).item()
+        exact = paths.target_second_moment(t, m2, 2, vp).item()
         assert abs(mc - exact) < 4 * se
         assert abs(mc - 1.2 * exact) > 4 * se  # negative control: 20 percent more fails
 
@@ -320,16 +320,16 @@ def test_target_second_moment_matches_monte_carlo():
 def test_vp_target_grows_like_beta_min_d_over_four_one_minus_t():
     vp, d = paths.VPScheduler(0.1, 20.0), 2
     gaps = torch.tensor([1e-4, 1e-5, 1e-6, 1e-7], dtype=torch.float64)
-    moment = paths.target_second_moment(vp, 1 - gaps, 1.0, d)
+    moment = paths.target_second_moment(1 - gaps, 1.0, d, vp)
     ratio = moment * 4 * gaps / (0.1 * d)
     assert bool(((ratio - 1).abs() < 400 * gaps).all()), ratio  # relative corrections O((beta_max / beta_min) g)
     # the loss up to 1 - delta grows like (beta_min d / 4) log(1 / delta): not integrable
     def integral(delta, n=200_001):
         u = torch.linspace(0, 1, n, dtype=torch.float64)
         t = 1 - delta ** u  # log-spaced towards the data end: dt = -log(delta) delta^u du
-        f = paths.target_second_moment(vp, t, 1.0, d) * (-math.log(delta)) * delta**u
+        f = paths.target_second_moment(t, 1.0, d, vp) * (-math.log(delta)) * delta**u
         return (torch.trapezoid(f, u) + 0).item()  # over t in [0, 1 - delta]
     growth = (integral(1e-8) - integral(1e-6)) / math.log(100)
     assert growth == pytest.approx(0.1 * d / 4, rel=0.02)
     cond = paths.CondOTScheduler()  # negative control: CondOT's target is bounded, the same growth is 0
-    assert paths.target_second_moment(cond, 1 - gaps, 1.0, d).max().item() == pytest.approx(1.0 + d)
+    assert paths.target_second_moment(1 - gaps, 1.0, d, cond).max().item() == pytest.approx(1.0 + d)

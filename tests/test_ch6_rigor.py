@@ -237,7 +237,7 @@ def test_fm_and_dsm_are_weighted_noise_prediction_losses(name):
     assert ((fm_loss / (w_dsm * eps_loss) - 1).abs() > 0.05).float().mean() > 0.9
     assert ((fm_loss / eps_loss - 1).abs() > 0.05).float().mean() > 0.5
     # the b_t of the weight is the eps -> velocity coefficient of paths.velocity_coefficients
-    _, b = paths.velocity_coefficients(scheduler, t, "epsilon")
+    _, b = paths.velocity_coefficients(t, "epsilon", scheduler)
     assert torch.allclose(w_fm, b**2)
 
 

@@ -74,7 +74,7 @@ def test_velocity_error_factor_at_the_noise_end():
     the linear schedule; it is what a perturbation of eps-hat does to the probability-flow velocity at t = 0."""
     linear = ddpm.DiscreteVPScheduler(ddpm.linear_schedule(1000))
     t0 = torch.zeros(1)
-    _, b0 = paths.velocity_coefficients(linear, t0, "epsilon")
+    _, b0 = paths.velocity_coefficients(t0, "epsilon", linear)
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(2))
     delta = 1e-3 * torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
     t = torch.zeros(64)
@@ -194,9 +194,9 @@ def test_velocity_error_factor_of_the_cosine_schedule():
     eps = _some_noise_model(x, t)
     change = (paths.convert(eps + delta, "epsilon", "velocity", x, t, sched)
               - paths.convert(eps, "epsilon", "velocity", x, t, sched))
-    _, b0 = paths.velocity_coefficients(sched, t[:1], "epsilon")
+    _, b0 = paths.velocity_coefficients(t[:1], "epsilon", sched)
     torch.testing.assert_close(change, b0 * delta, rtol=1e-5, atol=1e-12)
     # dalpha / alpha on the last interval is -(T / 2) log(1 - beta_T) = 500 log(1000).
     assert b0.item() == pytest.approx(-500 * math.log(1000), rel=1e-3)
     assert abs(b0.item()) > 300 * abs(paths.velocity_coefficients(
-        ddpm.DiscreteVPScheduler(ddpm.linear_schedule(1000)), t[:1], "epsilon")[1].item())
+        t[:1], "epsilon", ddpm.DiscreteVPScheduler(ddpm.linear_schedule(1000)))[1].item())

@@ -191,7 +191,7 @@ def test_forward_sde_of_a_scheduler_has_the_scheduler_as_its_kernel(scheduler):
     # 1/2 g_t^2 is the score's coefficient in the probability-flow velocity
     t = torch.linspace(0.05, 0.95, 19, dtype=F64)
     _, g = conventions.diffusion_sde_of_scheduler(scheduler, t)
-    _, b_score = paths.velocity_coefficients(scheduler, t, "score")
+    _, b_score = paths.velocity_coefficients(t, "score", scheduler)
     assert torch.allclose(0.5 * g**2, b_score, rtol=1e-10)
 
 
@@ -363,14 +363,14 @@ def test_ho_salimans_log_snr_clock_is_the_book_log_snr_of_vp_paths():
     for sched in (paths.CosineScheduler(), paths.VPScheduler(), ddpm.DiscreteVPScheduler(ddpm.cosine_schedule(100))):
         c = sched(t)
         inner = (c.alpha_t > 1e-6) & (c.sigma_t > 1e-6)
-        a, s = conventions.vp_coefficients_from_log_snr(paths.log_snr(sched, t))
+        a, s = conventions.vp_coefficients_from_log_snr(paths.log_snr(t, sched))
         assert torch.allclose(a[inner], c.alpha_t[inner], rtol=1e-9)
         assert torch.allclose(s[inner], c.sigma_t[inner], rtol=1e-9)
     a, s = conventions.vp_coefficients_from_log_snr(torch.tensor([-100.0, 100.0], dtype=F64))
     assert bool(torch.isfinite(a).all()) and bool(torch.isfinite(s).all())
     # control: the formula needs alpha^2 + sigma^2 = 1, which CondOT does not have
     c = paths.CondOTScheduler()(t[1:-1])
-    a, _ = conventions.vp_coefficients_from_log_snr(paths.log_snr(paths.CondOTScheduler(), t[1:-1]))
+    a, _ = conventions.vp_coefficients_from_log_snr(paths.log_snr(t[1:-1], paths.CondOTScheduler()))
     assert _max_rel(a, c.alpha_t) > 0.2
 
 
@@ -430,13 +430,13 @@ def test_loss_weightings_per_sample(scheduler):
     assert torch.allclose(sigma**2 * dsm, eps_loss, rtol=1e-9)
     assert torch.allclose(losses.epsilon_loss_weight(scheduler, t, "score") * eps_loss, dsm, rtol=1e-9)
     # FM is the noise-prediction loss weighted by b_t^2
-    b_eps = paths.velocity_coefficients(scheduler, t, "epsilon")[1]
+    b_eps = paths.velocity_coefficients(t, "epsilon", scheduler)[1]
     assert torch.allclose(fm, b_eps**2 * eps_loss, rtol=1e-9)
     assert torch.allclose(losses.epsilon_loss_weight(scheduler, t, "velocity") * eps_loss, fm, rtol=1e-9)
     assert torch.allclose(losses.epsilon_loss_weight(scheduler, t, "epsilon"), torch.ones_like(t))
     # controls: weight sigma instead of sigma^2; the b_t of the x1 parameterization
     assert _max_rel(sigma * dsm, eps_loss) > 0.05
-    b_x1 = paths.velocity_coefficients(scheduler, t, "x1")[1]
+    b_x1 = paths.velocity_coefficients(t, "x1", scheduler)[1]
     assert _max_rel(b_x1**2 * eps_loss, fm) > 0.05
 
 

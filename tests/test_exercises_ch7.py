@@ -51,7 +51,7 @@ def velocity_noise_gain(scheduler, t):
 
 
 def velocity_noise_gain_library(scheduler, t):
-    return paths.velocity_coefficients(scheduler, t, "epsilon")[1]
+    return paths.velocity_coefficients(t, "epsilon", scheduler)[1]
 
 
 

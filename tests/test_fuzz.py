@@ -44,8 +44,8 @@ from fmbook import ddpm, paths  # noqa: E402
 from fmbook.models import MLPVelocityField  # noqa: E402
 
 MODULES = (
-    "conventions", "data", "ddpm", "likelihood", "losses", "metrics", "models", "ot", "paths", "processes",
-    "solvers", "train", "guidance", "viz", "exercises", "__main__",
+    "conventions", "data", "ddpm", "likelihood", "losses", "marginals", "metrics", "models", "ot", "parameterizations",
+    "paths", "processes", "schedulers", "solvers", "train", "guidance", "viz", "exercises", "__main__",
 )
 
 #: Callables that cannot be driven by generic bad inputs, with the reason.
@@ -150,7 +150,7 @@ def _sound_values() -> dict[str, Callable[[], Any]]:
 SPECIAL: dict[str, dict[str, Callable[[], Any]]] = {
     "data.check_images": {"x": lambda: torch.zeros(4, 1, 8, 8)},
     "ot.gaussian_icfm_velocity": {"x": lambda: torch.randn(4, 1)},
-    "paths.convert": {"source": lambda: "velocity", "target": lambda: "x1"},
+    "parameterizations.convert": {"source": lambda: "velocity", "target": lambda: "x1"},
     "solvers.differentiable_solve": {"velocity": lambda: MLPVelocityField(width=8, depth=1), "steps": lambda: 2,
                                      "method": lambda: "euler"},
     "solvers.diffusion_at": {"t": lambda: torch.full((4,), 0.5)},
@@ -159,9 +159,9 @@ SPECIAL: dict[str, dict[str, Callable[[], Any]]] = {
     "train.logit_normal_density": {"t": lambda: torch.tensor([0.3, 0.6])},
     "ot.gaussian_w2": {"mean0": lambda: torch.zeros(2), "mean1": lambda: torch.ones(2),
                        "cov0": lambda: torch.eye(2), "cov1": lambda: 2 * torch.eye(2)},
-    "paths.velocity_from_score": {"score": lambda: torch.randn(4, 2)},
-    "paths.score_from_velocity": {"velocity": lambda: torch.randn(4, 2)},
-    "paths.conditional_velocity": {"x1": lambda: torch.randn(4, 2)},
+    "parameterizations.velocity_from_score": {"score": lambda: torch.randn(4, 2)},
+    "parameterizations.score_from_velocity": {"velocity": lambda: torch.randn(4, 2)},
+    "parameterizations.conditional_velocity": {"x1": lambda: torch.randn(4, 2)},
     "likelihood.AffineGaussianFlow": {"mean": lambda: torch.zeros(2), "scale_tril": lambda: torch.eye(2)},
     "likelihood.continuity_residual": {"velocity": lambda: _velocity},
     "likelihood.weak_continuity_sides": {"weights": lambda: torch.full((4,), 0.25), "t": lambda: 0.5},

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import jacrev
 
-from fmbook import paths
+from fmbook import marginals, paths
 
 COND_OT = paths.AffinePath(paths.CondOTScheduler())
 
@@ -116,7 +116,7 @@ def test_marginal_fields_in_blocks_of_rows_match_the_direct_formula():
     data = torch.randn(5000, 2, generator=g, dtype=torch.float64)
     x = 2 * torch.randn(300, 2, generator=g, dtype=torch.float64)
     t = 0.01 + 0.98 * torch.rand(300, generator=g, dtype=torch.float64)
-    assert paths._CPU_BLOCK_ELEMENTS // data.shape[0] < x.shape[0]  # more than one block
+    assert marginals._CPU_BLOCK_ELEMENTS // data.shape[0] < x.shape[0]  # more than one block
     sigma = (1 - t)[:, None]
     log_w = -((x[:, None, :] - t[:, None, None] * data[None]) ** 2).sum(-1) / (2 * sigma**2)
     x1_hat = torch.softmax(log_w, dim=1) @ data
@@ -142,11 +142,12 @@ def test_single_data_point_gives_the_conditional_field():
         (lambda: paths.marginal_velocity(torch.randn(4, 2), -0.1, torch.randn(3, 2)), "t must lie in"),
         (lambda: paths.marginal_velocity(torch.randn(4, 2), torch.rand(3), torch.randn(3, 2)), "t must be"),
         (lambda: paths.marginal_velocity(torch.randn(4, 3), 0.5, torch.randn(3, 2)), "data must have 3"),
-        (lambda: paths.marginal_velocity(torch.randn(4), 0.5, torch.randn(3, 2)), "x must have shape"),
-        (lambda: paths.marginal_velocity(torch.full((4, 2), math.nan), 0.5, torch.randn(3, 2)), "x must contain"),
-        (lambda: paths.marginal_velocity(torch.randn(0, 2), 0.5, torch.randn(3, 2)), "x must hold"),
+        (lambda: paths.marginal_velocity(torch.randn(4), 0.5, torch.randn(3, 2)), "x_t must have shape"),
+        (lambda: paths.marginal_velocity(torch.full((4, 2), math.nan), 0.5, torch.randn(3, 2)), "x_t must contain"),
+        (lambda: paths.marginal_velocity(torch.randn(0, 2), 0.5, torch.randn(3, 2)), "x_t must hold"),
         (lambda: COND_OT.sample(torch.randn(3, 2), torch.randn(4, 2), 0.5), "same shape"),
-        (lambda: COND_OT.sample(torch.randn(3, 2), torch.randn(3, 2), math.nan), "t must"),
+        (lambda: paths.conditional_velocity(torch.randn(3, 2), torch.randn(3, 2), math.nan, COND_OT.scheduler),
+         "t must"),
         (lambda: paths.CondOTScheduler()(2.0), "t must lie in"),
     ],
 )

@@ -80,7 +80,7 @@ def test_conversions_round_trip_on_arbitrary_predictions(scheduler, source, targ
 def test_velocity_coefficients_agree_with_convert(scheduler, parameterization):
     x_t, t, _ = _draw(scheduler, shape=(2,))
     prediction = torch.randn_like(x_t)
-    a, b = velocity_coefficients(scheduler, t, parameterization)
+    a, b = velocity_coefficients(t, parameterization, scheduler)
     expected = convert(prediction, parameterization, "velocity", x_t, t, scheduler)
     torch.testing.assert_close(a[:, None] * x_t + b[:, None] * prediction, expected, rtol=1e-8, atol=1e-8)
 
@@ -142,7 +142,7 @@ def test_source_and_noise_predictions_are_undefined_at_the_noise_end(parameteriz
     with pytest.raises(ValueError, match="alpha_t = 0"):
         convert(x, parameterization, "velocity", x, 0.0, CondOTScheduler())
     with pytest.raises(ValueError, match="alpha_t = 0"):
-        velocity_coefficients(CondOTScheduler(), 0.0, parameterization)
+        velocity_coefficients(0.0, parameterization, CondOTScheduler())
     # clamp=True documents a floor instead, and stays finite
     assert bool(torch.isfinite(convert(x, parameterization, "velocity", x, 0.0, CondOTScheduler(), clamp=True)).all())
     # VE has alpha_t = 1: its noise prediction is defined at t = 0.
@@ -154,14 +154,21 @@ def test_target_prediction_and_score_are_undefined_at_the_data_end():
     with pytest.raises(ValueError, match="sigma_t = 0"):
         convert(x, "x1", "velocity", x, 1.0, CondOTScheduler())
     with pytest.raises(ValueError, match="sigma_t = 0"):
-        velocity_coefficients(CosineScheduler(), 1.0, "x1")
+        velocity_coefficients(1.0, "x1", CosineScheduler())
     with pytest.raises(ValueError, match="sigma_t = 0"):
         convert(x, "velocity", "score", x, 1.0, CondOTScheduler())
     assert bool(torch.isfinite(convert(x, "x1", "velocity", x, 1.0, CondOTScheduler(), clamp=True)).all())
     # The OT path keeps sigma_1 = sigma_min > 0, so everything is defined there.
     assert bool(torch.isfinite(convert(x, "x1", "score", x, 1.0, OTScheduler(0.05))).all())
-    # velocity_from_x1 clamps as documented instead of raising
-    assert bool(torch.isfinite(velocity_from_x1(x, x, 1.0, CondOTScheduler())).all())
+    # velocity_from_x1 is convert(x1 -> velocity) by name: it raises where convert raises, and
+    # clamp=True documents the same floor
+    with pytest.raises(ValueError, match="sigma_t = 0"):
+        velocity_from_x1(x, x, 1.0, CondOTScheduler())
+    assert bool(torch.isfinite(velocity_from_x1(x, x, 1.0, CondOTScheduler(), clamp=True)).all())
+    torch.testing.assert_close(
+        velocity_from_x1(x, x, 1.0, CondOTScheduler(), clamp=True),
+        convert(x, "x1", "velocity", x, 1.0, CondOTScheduler(), clamp=True), rtol=0, atol=0,
+    )
 
 
 def test_velocity_is_defined_at_both_ends():
@@ -181,10 +188,10 @@ def test_noise_prediction_is_singular_near_the_noise_end():
     prediction becomes an error e / t in the velocity, unbounded as t -> 0. The x1 prediction's
     b_t = 1/(1 - t) is bounded there."""
     t = torch.tensor([1e-4, 1e-3, 1e-2, 0.1, 0.5], dtype=torch.float64)
-    a, b = velocity_coefficients(CondOTScheduler(), t, "epsilon")
+    a, b = velocity_coefficients(t, "epsilon", CondOTScheduler())
     torch.testing.assert_close(b, -1 / t)
     torch.testing.assert_close(a, 1 / t)
-    _, b1 = velocity_coefficients(CondOTScheduler(), t, "x1")
+    _, b1 = velocity_coefficients(t, "x1", CondOTScheduler())
     torch.testing.assert_close(b1, 1 / (1 - t))
     assert b.abs().max().item() > 1e3 * b1.abs().max().item()
 
@@ -292,8 +299,8 @@ X = torch.zeros(4, 2)
             ValueError,
             "x_t must have shape (batch, ...)",
         ),
-        (lambda: velocity_coefficients(CondOTScheduler(), 0.5, "eps"), ValueError, "parameterization must be one of"),
-        (lambda: velocity_coefficients("condot", 0.5, "x1"), TypeError, "scheduler must be"),
+        (lambda: velocity_coefficients(0.5, "eps", CondOTScheduler()), ValueError, "parameterization must be one of"),
+        (lambda: velocity_coefficients(0.5, "x1", "condot"), TypeError, "scheduler must be"),
     ],
 )
 def test_bad_input_raises_a_clear_error(make, error, words):

@@ -166,8 +166,8 @@ def test_finite_over_the_closed_unit_interval(scheduler, dtype):
     t = torch.cat([torch.linspace(0, 1, 2001, dtype=dtype), torch.tensor([eps, 1 - eps, 1 - eps / 2], dtype=dtype)])
     for c in scheduler(t):
         assert c.dtype == dtype and bool(torch.isfinite(c).all())
-    ls = log_snr(scheduler, t)
-    assert bool(torch.isfinite(ls).all()) and bool(torch.isfinite(snr(scheduler, t)).all())
+    ls = log_snr(t, scheduler)
+    assert bool(torch.isfinite(ls).all()) and bool(torch.isfinite(snr(t, scheduler)).all())
 
 
 def test_vp_sigma_derivative_is_clamped_as_documented_at_the_data_end():
@@ -188,15 +188,15 @@ def test_vp_sigma_derivative_is_clamped_as_documented_at_the_data_end():
 def test_log_snr_is_increasing_and_matches_its_definition(scheduler):
     t = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
     a, s, _, _ = scheduler(t)
-    ls = log_snr(scheduler, t)
+    ls = log_snr(t, scheduler)
     torch.testing.assert_close(ls, torch.log(a**2 / s**2), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(snr(scheduler, t), a**2 / s**2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(snr(t, scheduler), a**2 / s**2, rtol=1e-12, atol=1e-12)
     assert bool((ls[1:] > ls[:-1]).all())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_log_snr_is_clamped_at_the_ends_as_documented(dtype):
-    ls = log_snr(CondOTScheduler(), torch.tensor([0.0, 1.0], dtype=dtype))
+    ls = log_snr(torch.tensor([0.0, 1.0], dtype=dtype), CondOTScheduler())
     bound = -2 * math.log(torch.finfo(dtype).tiny)
     torch.testing.assert_close(ls, torch.tensor([-bound, bound], dtype=dtype))
 
@@ -207,7 +207,7 @@ def test_log_snr_is_clamped_at_the_ends_as_documented(dtype):
 def test_time_at_snr_inverts_the_angle(scheduler):
     t = torch.linspace(0.0, 1.0, 41, dtype=torch.float64)
     a, s, _, _ = scheduler(t)
-    found = time_at_snr(scheduler, torch.atan2(a, s))
+    found = time_at_snr(torch.atan2(a, s), scheduler)
     torch.testing.assert_close(found, t, rtol=0, atol=1e-9)
 
 
@@ -215,7 +215,7 @@ def test_time_at_snr_matches_the_closed_form_of_condot():
     angle = torch.linspace(0, math.pi / 2, 31, dtype=torch.float64)
     # alpha / sigma = t / (1 - t) = tan(angle)  =>  t = sin / (sin + cos)
     expected = angle.sin() / (angle.sin() + angle.cos())
-    torch.testing.assert_close(time_at_snr(CondOTScheduler(), angle), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(time_at_snr(angle, CondOTScheduler()), expected, rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------- Theorem 3 and its instances
@@ -324,11 +324,11 @@ def test_conditional_velocity_is_finite_at_both_ends():
         (lambda: CondOTScheduler()(torch.tensor([0.2, -0.1])), ValueError, "t must lie in [0, 1]"),
         (lambda: CondOTScheduler()(torch.tensor([float("nan")])), ValueError, "t must contain only finite"),
         (lambda: CondOTScheduler()("0.5"), TypeError, "t must be a float"),
-        (lambda: log_snr(None, 0.5), TypeError, "scheduler must be"),
-        (lambda: snr(CondOTScheduler(), 2.0), ValueError, "t must lie in [0, 1]"),
-        (lambda: time_at_snr(VPScheduler(), torch.tensor([0.0])), ValueError, "angle must lie in"),
-        (lambda: time_at_snr(CondOTScheduler(), [0.1]), ValueError, "angle must be a 1-D"),
-        (lambda: time_at_snr(CondOTScheduler(), torch.tensor([0.1]), iterations=0), ValueError, "iterations"),
+        (lambda: log_snr(0.5, None), TypeError, "scheduler must be"),
+        (lambda: snr(2.0, CondOTScheduler()), ValueError, "t must lie in [0, 1]"),
+        (lambda: time_at_snr(torch.tensor([0.0]), VPScheduler()), ValueError, "angle must lie in"),
+        (lambda: time_at_snr([0.1], CondOTScheduler()), ValueError, "angle must be a 1-D"),
+        (lambda: time_at_snr(torch.tensor([0.1]), CondOTScheduler(), iterations=0), ValueError, "iterations"),
         (
             lambda: conditional_velocity(torch.zeros(3, 2), torch.zeros(3, 3), 0.5, CondOTScheduler()),
             ValueError,

@@ -43,7 +43,7 @@ CALLABLES = [item for m in MODULES for item in public_callables(m)]
 def test_the_package_is_covered():
     names = {name for name, _ in CALLABLES}
     assert len(MODULES) >= 8 and len(CALLABLES) >= 60
-    for expected in ("paths.convert", "solvers.solve_ode", "train.fit", "models.MLPVelocityField.forward"):
+    for expected in ("parameterizations.convert", "solvers.solve_ode", "train.fit", "models.MLPVelocityField.forward"):
         assert expected in names
 
 

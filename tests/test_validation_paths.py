@@ -87,15 +87,12 @@ BAD_SAMPLE = [
     (dict(x0=X.long()), TypeError, r"x0 must be a floating-point tensor"),
     (dict(x1=torch.ones(4, 2, dtype=torch.int32)), TypeError, r"x1 must be a floating-point tensor"),
     (dict(x0=torch.randn(4)), ValueError, r"x0 must have shape \(batch, \.\.\.\)"),
-    (dict(x0=torch.randn(0, 2), x1=torch.randn(0, 2)), ValueError, r"x0 must hold at least one sample"),
+    (dict(x0=torch.randn(0, 2), x1=torch.randn(0, 2)), ValueError,
+     r"x0 must have shape \(batch, \.\.\.\) with batch >= 1"),
     (dict(x1=torch.randn(3, 2)), ValueError, r"x0 and x1 must have the same shape"),
     (dict(x1=torch.randn(4, 3)), ValueError, r"x0 and x1 must have the same shape"),
-    (dict(x0=torch.full((4, 2), math.nan)), ValueError, r"x0 must contain only finite values"),
-    (dict(x1=torch.full((4, 2), math.inf)), ValueError, r"x1 must contain only finite values"),
     (dict(t=torch.rand(3)), ValueError, r"t must be a float or have shape \(4,\)"),
     (dict(t=torch.rand(4, 2)), ValueError, r"t must be a float or have shape \(4,\)"),
-    (dict(t=2.0), ValueError, r"t must lie in \[0, 1\]"),
-    (dict(t=torch.tensor([0.1, 0.2, 0.3, -1.0])), ValueError, r"t must lie in \[0, 1\]"),
 ]
 
 
@@ -104,6 +101,25 @@ def test_affine_path_sample_bad_input(change, exc, match):
     args = dict(x0=X, x1=X + 1, t=0.5) | change
     with pytest.raises(exc, match=match):
         AffinePath(CondOTScheduler()).sample(**args)
+
+
+#: Values that AffinePath.sample does not read (it runs once per training step: no host sync); the
+#: same values are refused at the public boundary, by the fields and conversions of the same path.
+BAD_VALUES = [
+    (dict(x0=torch.full((4, 2), math.nan)), ValueError, r"x0 must contain only finite values"),
+    (dict(x1=torch.full((4, 2), math.inf)), ValueError, r"x1 must contain only finite values"),
+    (dict(t=2.0), ValueError, r"t must lie in \[0, 1\]"),
+    (dict(t=torch.tensor([0.1, 0.2, 0.3, -1.0])), ValueError, r"t must lie in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("change, exc, match", BAD_VALUES)
+def test_affine_path_sample_reads_no_values(change, exc, match):
+    args = dict(x0=X, x1=X + 1, t=0.5) | change
+    out = AffinePath(CondOTScheduler()).sample(**args)  # no check of values, no sync
+    assert out.x_t.shape == X.shape and out.dx_t.shape == X.shape
+    with pytest.raises(exc, match=match.replace("x0", "x_t").replace("x1 must", "x1 must")):
+        paths.conditional_velocity(args["x0"], args["x1"], args["t"], CondOTScheduler())
 
 
 @pytest.mark.parametrize("bad", [None, CondOTScheduler, "condot", 1.0])
@@ -178,11 +194,11 @@ def test_endpoints_from_bad_input(change, exc, match):
 MARGINALS = [paths.posterior_mean, paths.marginal_velocity, paths.marginal_score, paths.marginal_log_density]
 
 BAD_MARGINAL = [
-    (dict(x=torch.randn(4, 3)), ValueError, r"data must have 3 columns"),
-    (dict(x=torch.randn(4)), ValueError, r"x must have shape \(batch, dim\)"),
-    (dict(x=torch.randn(0, 2)), ValueError, r"x must hold at least one point"),
-    (dict(x=X.long()), TypeError, r"x must be a floating-point tensor"),
-    (dict(x=torch.full((4, 2), math.nan)), ValueError, r"x must contain only finite values"),
+    (dict(x_t=torch.randn(4, 3)), ValueError, r"data must have 3 columns"),
+    (dict(x_t=torch.randn(4)), ValueError, r"x_t must have shape \(batch, dim\)"),
+    (dict(x_t=torch.randn(0, 2)), ValueError, r"x_t must hold at least one point"),
+    (dict(x_t=X.long()), TypeError, r"x_t must be a floating-point tensor"),
+    (dict(x_t=torch.full((4, 2), math.nan)), ValueError, r"x_t must contain only finite values"),
     (dict(data=torch.randn(0, 2)), ValueError, r"data must hold at least one point"),
     (dict(data=torch.randn(5, 2, 1)), ValueError, r"data must have shape \(batch, dim\)"),
     (dict(data=torch.full((5, 2), math.inf)), ValueError, r"data must contain only finite values"),
@@ -196,7 +212,7 @@ BAD_MARGINAL = [
 @pytest.mark.parametrize("fn", MARGINALS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("change, exc, match", BAD_MARGINAL, ids=[c[2] for c in BAD_MARGINAL])
 def test_marginal_fields_bad_input(fn, change, exc, match):
-    args = dict(x=X, t=0.5, data=DATA, scheduler=None) | change
+    args = dict(x_t=X, t=0.5, data=DATA, scheduler=None) | change
     with pytest.raises(exc, match=match):
         fn(**args)
 

@@ -50,7 +50,7 @@ def check_conditional_velocity(
     (for CondOT: :math:`(x_1 - x)/(1 - t)`), tested at ``t`` in [0, 0.95].
 
     Shapes: ``x0, x1, x`` ``(B, d)``, ``t`` ``(B,)``; returns ``(B, d)``.
-    Reference: :meth:`fmbook.paths.AffinePath.sample` and :func:`fmbook.paths.velocity_from_x1`.
+    Reference: :meth:`fmbook.paths.AffinePath.sample` and :func:`fmbook.paths.conditional_velocity`.
     """
     scheduler = check_scheduler(scheduler)
     if form not in ("endpoints", "point"):
@@ -75,7 +75,7 @@ def check_conditional_velocity(
             sig = scheduler.coefficients(t).sigma_t[:, None]
             mistakes["a factor 1 / sigma_t is missing (for CondOT: (x1 - x) / (1 - t))"] = sig * ref.dx_t
             mistakes["this is the velocity of the reversed time convention (t = 0 data, t = 1 noise)"] = (
-                -paths.velocity_from_x1(x1, ref.x_t, 1 - t, scheduler)
+                -paths.conditional_velocity(ref.x_t, x1, 1 - t, scheduler)
             )
             call = tensor_call(ref.x_t, x1, t, what="fn(x, x1, t)", expected=ref.dx_t)
             inputs = {"x": ref.x_t, "x1": x1, "t": t}
@@ -136,7 +136,7 @@ def check_marginal_velocity(
         data = 1.5 * torch.randn(4 + b, d, generator=g)
         x, t = torch.randn(b, d, generator=g), times(b, g, 0.0, 0.95)
         ref = paths.marginal_velocity(x, t, data, scheduler)
-        each = torch.stack([paths.velocity_from_x1(z.expand(b, d), x, t, scheduler) for z in data], dim=1)
+        each = torch.stack([paths.conditional_velocity(x, z.expand(b, d), t, scheduler) for z in data], dim=1)
         mistakes = {
             "the sign is flipped": -ref,
             "this is a plain average of the conditional velocities: weight them by the posterior w_i(x)": each.mean(1),
