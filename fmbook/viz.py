@@ -217,6 +217,9 @@ def plot_model_samples(
     """A model's samples ``(B, 2)`` in the model colour over ``reference`` samples ``(N, 2)``
     (e.g. of the data, or of an accurate solve) in the trajectory grey, so that where the
     model misses the reference shows."""
+    check_points(samples, "samples", dim=2)
+    if reference is not None:
+        check_points(reference, "reference", dim=2)
     ax = _axes(ax)
     if reference is not None:
         plot_samples(reference, ax=ax, color=TRAJECTORY_COLOR, size=reference_size, box=box)
