@@ -265,3 +265,50 @@ def check_batch_pair(a: object, b: object, names: tuple[str, str] = ("a", "b")) 
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"{name} must have shape (batch, ...) with batch >= 1, got {tuple(x.shape)}")
     check_same_shape(a, b, *names)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def check_text(value: object, name: str, what: str = "a str") -> str:
+    """Check that ``value`` is a ``str`` (a title, a label, a figure's text alternative)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def check_figure_size(size: object, name: str = "size") -> tuple[float, float]:
+    """A figure size: one positive number (a square) or a pair (width, height) in inches."""
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return (check_positive_float(size[0], name), check_positive_float(size[1], name))
+    side = check_positive_float(size, name)
+    return (side, side)
+
+
+def check_trajectory(x: object, name: str = "trajectory", min_times: int = 1) -> Tensor:
+    """A finite float trajectory of planar points ``(B, T + 1, 2)``, ``B >= 1``, ``T + 1 >= min_times``."""
+    x = check_tensor(x, name)
+    if x.ndim != 3 or x.shape[2] != 2 or x.shape[0] == 0 or x.shape[1] < min_times:
+        raise ValueError(
+            f"{name} must have shape (batch, times, 2) with batch >= 1 and times >= {min_times}, "
+            f"got {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_value_range(value: object, name: str = "value_range") -> tuple[float, float]:
+    """A pair ``(low, high)`` of finite numbers with ``low < high``."""
+    ok = isinstance(value, (tuple, list)) and len(value) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or not float(value[0]) < float(value[1]):
+        raise ValueError(f"{name} must be a pair (low, high) with low < high, got {value!r}")
+    return (float(value[0]), float(value[1]))
+
+
+def check_labels(labels: object, count: int, name: str) -> list[str] | None:
+    """None, or a sequence (not a str) of exactly ``count`` labels."""
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not hasattr(labels, "__len__") or len(labels) != count:
+        raise ValueError(f"{name} must be a sequence of {count} labels, got {labels!r}")
+    return [str(label) for label in labels]

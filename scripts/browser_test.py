@@ -403,7 +403,7 @@ def check_page(page: Page, url: str, report: PageReport, expect_offline: bool, s
 
 
 def check_linked_slider(page: Page, report: PageReport) -> None:
-    """A slider linked to a stack of pictures (fmbook.viz.slider_figure) must switch pictures."""
+    """A slider linked to a stack of pictures (fmbook.interactive.slider_figure) must switch pictures."""
     boxes = page.locator(".widget-vbox:has(.widget-hslider):has(.widget-image)")
     for i in range(boxes.count()):
         box = boxes.nth(i)

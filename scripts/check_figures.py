@@ -8,8 +8,8 @@ into a caption line for notebook readers):
 
 For each chapter this reports
 
-* a cell that shows a figure (``plt.show()``, or a call of ``viz.animate_flow``,
-  ``viz.slider_figure`` or ``viz.path_slider``) without that metadata;
+* a cell that shows a figure (``plt.show()``, or a call of ``interactive.animate_flow``,
+  ``interactive.slider_figure`` or ``interactive.path_slider``) without that metadata;
 * metadata without a caption, without a name of the form ``fig-ch<N>-...`` (N: the chapter's
   number), or with an alt text that is missing, generic ("figure", "plot", "png", ...) or short;
 * a figure name used twice in the book;
@@ -41,7 +41,7 @@ CODE_WIDTH = 77
 GENERIC_ALT = {"", "png", "image", "img", "figure", "fig", "plot", "graph", "chart", "picture", "output",
                "image/png", "animation", "widget", "a figure", "the figure", "a plot", "the plot"}
 MIN_ALT = 12  # characters: shorter than this cannot say what a figure shows
-SHOWS_FIGURE = re.compile(r"plt\.show\(\)|\bviz\.(animate_flow|slider_figure|path_slider)\(")
+SHOWS_FIGURE = re.compile(r"plt\.show\(\)|\binteractive\.(animate_flow|slider_figure|path_slider)\(")
 
 
 def generic_alt(alt: str) -> bool:

@@ -37,7 +37,7 @@ def test_a_marked_figure_with_short_lines_passes(tmp_path):
     ("source", "mystnb", "message"),
     [
         ("plt.show()", None, "no mystnb.figure metadata"),
-        ("viz.animate_flow(traj)", None, "no mystnb.figure metadata"),
+        ("interactive.animate_flow(traj)", None, "no mystnb.figure metadata"),
         ("plt.show()", {**GOOD, "image": {"alt": "png"}}, "does not say what the figure shows"),
         ("plt.show()", {**GOOD, "image": {"alt": "Figure"}}, "does not say what the figure shows"),
         ("plt.show()", {**GOOD, "image": {}}, "does not say what the figure shows"),

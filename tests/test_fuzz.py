@@ -45,7 +45,8 @@ from fmbook.models import MLPVelocityField  # noqa: E402
 
 MODULES = (
     "conventions", "data", "ddpm", "likelihood", "losses", "marginals", "metrics", "models", "ot", "parameterizations",
-    "paths", "processes", "schedulers", "solvers", "train", "guidance", "viz", "exercises", "__main__",
+    "paths", "processes", "schedulers", "solvers", "train", "guidance", "viz", "grids", "interactive", "exercises",
+    "__main__",
 )
 
 #: Callables that cannot be driven by generic bad inputs, with the reason.
@@ -65,6 +66,10 @@ EXEMPT: dict[str, str] = {
                  "tested in tests/test_exercises_runner.py and tests/test_exercises_ch*.py",
     "viz": "figures: every argument check is tested in tests/test_validation_viz.py; a figure per case "
            "would take minutes",
+    "grids": "figures: every argument check is tested in tests/test_validation_viz.py and "
+             "tests/test_viz_plots.py; a figure per case would take minutes",
+    "interactive": "animations and sliders: every argument check is tested in tests/test_validation_viz.py "
+                   "and tests/test_viz.py; an animation or a slider per case would take minutes",
 }
 
 #: Callables whose baseline (sound values by parameter name) does not run, with the reason; their bad

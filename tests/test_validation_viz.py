@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from fmbook import viz
+from fmbook import grids, interactive, viz
 
 matplotlib.use("Agg")
 X = torch.randn(10, 2)
@@ -102,7 +102,7 @@ BAD_HIST = [
 def test_plot_path_histograms_bad_input(change, exc, match):
     args = dict(rows=[("data", [X, X])], times=[0.0, 1.0]) | change
     with pytest.raises(exc, match=match):
-        viz.plot_path_histograms(**args)
+        grids.plot_path_histograms(**args)
 
 
 def test_good_calls_draw():
@@ -112,7 +112,7 @@ def test_good_calls_draw():
     assert len(ax.lines) == 3
     viz.plot_velocity_field(field, 1, grid=3)
     viz.plot_velocity_field(field, torch.tensor(0.5), grid=3)
-    fig = viz.plot_path_histograms([("data", [X, X])], [0, 1.0], bins=5)
+    fig = grids.plot_path_histograms([("data", [X, X])], [0, 1.0], bins=5)
     assert len(fig.axes) == 2
 
 
@@ -136,7 +136,7 @@ BAD_ANIMATION = [
 @pytest.mark.parametrize("change, exc, match", BAD_ANIMATION, ids=[c[2] for c in BAD_ANIMATION])
 def test_animate_flow_more_bad_input(change, exc, match):
     with pytest.raises(exc, match=match):
-        viz.animate_flow(**(dict(trajectory=straight()) | change))
+        interactive.animate_flow(**(dict(trajectory=straight()) | change))
 
 
 BAD_SLIDER = [
@@ -150,7 +150,7 @@ BAD_SLIDER = [
 @pytest.mark.parametrize("change, exc, match", BAD_SLIDER, ids=[c[2] for c in BAD_SLIDER])
 def test_slider_figure_more_bad_input(change, exc, match):
     with pytest.raises(exc, match=match):
-        viz.slider_figure(**(dict(draw=lambda ax, v: None, values=[0.0, 1.0]) | change))
+        interactive.slider_figure(**(dict(draw=lambda ax, v: None, values=[0.0, 1.0]) | change))
 
 
 BAD_PATH_SLIDER = [
@@ -164,4 +164,4 @@ BAD_PATH_SLIDER = [
 @pytest.mark.parametrize("change, exc, match", BAD_PATH_SLIDER, ids=[c[2] for c in BAD_PATH_SLIDER])
 def test_path_slider_more_bad_input(change, exc, match):
     with pytest.raises(exc, match=match):
-        viz.path_slider(**(dict(samples=straight()) | change))
+        interactive.path_slider(**(dict(samples=straight()) | change))

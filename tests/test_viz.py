@@ -12,7 +12,7 @@ import pytest
 import torch
 from IPython.display import HTML
 
-from fmbook import viz
+from fmbook import grids, interactive, viz
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def embedded_frames(html: str) -> int:
 
 
 def test_animate_flow_embeds_every_frame_as_javascript_html():
-    out = viz.animate_flow(straight_trajectory(steps=10), data=torch.randn(50, 2), title="flow")
+    out = interactive.animate_flow(straight_trajectory(steps=10), data=torch.randn(50, 2), title="flow")
     assert isinstance(out, HTML)
     assert "<script" in out.data and "animation" in out.data.lower()
     assert embedded_frames(out.data) == 11
@@ -47,10 +47,10 @@ def test_animate_flow_embeds_every_frame_as_javascript_html():
 
 
 def test_animate_flow_limits_the_number_of_frames():
-    out = viz.animate_flow(straight_trajectory(steps=100), max_frames=6, box=None)
+    out = interactive.animate_flow(straight_trajectory(steps=100), max_frames=6, box=None)
     assert embedded_frames(out.data) == 6
-    assert viz._frame_indices(101, 6) == [0, 20, 40, 60, 80, 100]
-    assert viz._frame_indices(3, 6) == [0, 1, 2]
+    assert interactive._frame_indices(101, 6) == [0, 20, 40, 60, 80, 100]
+    assert interactive._frame_indices(3, 6) == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_animate_flow_limits_the_number_of_frames():
 def test_animate_flow_bad_input(kwargs, error, match):
     args = {"trajectory": straight_trajectory(steps=10)} | kwargs
     with pytest.raises(error, match=match):
-        viz.animate_flow(**args)
+        interactive.animate_flow(**args)
 
 
 def image_panels(box: widgets.VBox) -> list[widgets.Image]:
@@ -100,7 +100,7 @@ def test_slider_figure_prerenders_one_panel_per_value_and_links_them_in_the_brow
         drawn.append(value)
         ax.plot([0, 1], [0, value])
 
-    box = viz.slider_figure(draw, [0.0, 0.5, 1.0])
+    box = interactive.slider_figure(draw, [0.0, 0.5, 1.0])
     assert isinstance(box, widgets.VBox)
     assert drawn == [0.0, 0.5, 1.0]
     panels = image_panels(box)
@@ -115,7 +115,7 @@ def test_slider_figure_prerenders_one_panel_per_value_and_links_them_in_the_brow
 
 
 def test_slider_figure_with_buttons():
-    box = viz.slider_figure(lambda ax, name: ax.set_title(name), ["euler", "midpoint"], label="solver",
+    box = interactive.slider_figure(lambda ax, name: ax.set_title(name), ["euler", "midpoint"], label="solver",
                             control="buttons")
     chooser, stack = box.children
     assert isinstance(chooser, widgets.ToggleButtons) and chooser.options == ("euler", "midpoint")
@@ -135,7 +135,7 @@ def test_slider_figure_with_buttons():
 )
 def test_slider_figure_bad_input(args, error, match):
     with pytest.raises(error, match=match):
-        viz.slider_figure(*args)
+        interactive.slider_figure(*args)
 
 
 def test_slider_figure_closes_its_figure_when_draw_fails():
@@ -143,18 +143,18 @@ def test_slider_figure_closes_its_figure_when_draw_fails():
         raise RuntimeError("broken panel")
 
     with pytest.raises(RuntimeError, match="broken panel"):
-        viz.slider_figure(draw, [1])
+        interactive.slider_figure(draw, [1])
 
 
 def test_path_slider_from_sample_sets_and_from_a_trajectory():
     traj = straight_trajectory(steps=20)
-    box = viz.path_slider(traj, data=torch.randn(40, 2))
+    box = interactive.path_slider(traj, data=torch.randn(40, 2))
     assert len(image_panels(box)) == 11
     assert box.children[0].options[0] == "0.00" and box.children[0].options[-1] == "1.00"
     sets = [traj[:, 0], traj[:, -1]]
-    box = viz.path_slider(sets, times=[0.0, 1.0])
+    box = interactive.path_slider(sets, times=[0.0, 1.0])
     assert len(image_panels(box)) == 2
-    close = viz.path_slider([traj[:, 0], traj[:, 1]], times=[0.5, 0.501])
+    close = interactive.path_slider([traj[:, 0], traj[:, 1]], times=[0.5, 0.501])
     assert close.children[0].options == ("0.500", "0.501")
 
 
@@ -170,18 +170,18 @@ def test_path_slider_from_sample_sets_and_from_a_trajectory():
 )
 def test_path_slider_bad_input(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        viz.path_slider(*args, **kwargs)
+        interactive.path_slider(*args, **kwargs)
 
 
 def test_png_panels_decode():
-    box = viz.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=50)
+    box = interactive.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=50)
     png = bytes(image_panels(box)[0].value)
     assert base64.b64encode(png)  # a plain PNG that the saved state can carry
 
 
 def test_image_grid_places_each_image_row_by_row_with_gaps():
     images = torch.arange(6 * 4, dtype=torch.float32).reshape(6, 1, 2, 2)
-    grid = viz.image_grid_array(images, rows=2, gap=1)
+    grid = grids.image_grid_array(images, rows=2, gap=1)
     assert grid.shape == (2 * 2 + 1, 3 * 2 + 2)
     for k in range(6):
         r, c = divmod(k, 3)
@@ -193,14 +193,14 @@ def test_image_grid_places_each_image_row_by_row_with_gaps():
 
 def test_plot_image_grid_has_square_pixels_and_labels():
     images = torch.rand(6, 1, 8, 8) * 2 - 1
-    ax = viz.plot_image_grid(images, rows=2, row_labels=["a", "b"], col_labels=["input", "sample", "original"])
+    ax = grids.plot_image_grid(images, rows=2, row_labels=["a", "b"], col_labels=["input", "sample", "original"])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["input", "sample", "original"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     assert ax.get_aspect() == 1.0
     with pytest.raises(ValueError, match="col_labels must be a sequence of 3 labels"):
-        viz.plot_image_grid(images, rows=2, col_labels=["x"])
+        grids.plot_image_grid(images, rows=2, col_labels=["x"])
     with pytest.raises(ValueError, match="do not fill 4 rows"):
-        viz.plot_image_grid(images, rows=4)
+        grids.plot_image_grid(images, rows=4)
     plt.close("all")
 
 
@@ -233,7 +233,7 @@ def test_palette_names_each_role_once_and_the_plots_use_it():
 
 def rendered_grid(images, rows, gap, **kwargs):
     """The RGB pixels of the grid's axes as rendered, and the axes."""
-    ax = viz.plot_image_grid(images, rows=rows, gap=gap, pixel=0.1, **kwargs)
+    ax = grids.plot_image_grid(images, rows=rows, gap=gap, pixel=0.1, **kwargs)
     fig = ax.figure
     fig.set_dpi(100)
     fig.canvas.draw()
@@ -270,30 +270,31 @@ def test_rendered_digits_have_square_pixels_and_white_gaps():
 
 def test_image_grid_labels_sit_over_their_column_and_row():
     images = torch.rand(6, 1, 8, 8) * 2 - 1
-    ax = viz.plot_image_grid(images, rows=2, gap=2, row_labels=["noisy", "clean"],
+    ax = grids.plot_image_grid(images, rows=2, gap=2, row_labels=["noisy", "clean"],
                              col_labels=["input", "sample", "original"])
     # the column labels are centred on the image columns: 8 pixels + a gap of 2 apart
     assert np.allclose(ax.get_xticks(), [3.5, 13.5, 23.5])
     assert np.allclose(ax.get_yticks(), [3.5, 13.5])
     assert ax.xaxis.get_ticks_position() == "top"
     with pytest.raises(ValueError, match="row_labels must be a sequence of 2 labels"):
-        viz.plot_image_grid(images, rows=2, row_labels="ab")
+        grids.plot_image_grid(images, rows=2, row_labels="ab")
     with pytest.raises(ValueError, match="gap must be"):
-        viz.plot_image_grid(images, rows=2, gap=-1)
+        grids.plot_image_grid(images, rows=2, gap=-1)
     with pytest.raises(ValueError, match="value_range must be a pair"):
-        viz.plot_image_grid(images, rows=2, value_range=(1.0, -1.0))
+        grids.plot_image_grid(images, rows=2, value_range=(1.0, -1.0))
     plt.close("all")
 
 
 def test_animation_and_slider_pictures_carry_their_text_alternative():
-    out = viz.animate_flow(straight_trajectory(steps=4), alt='Noise flowing onto "two moons"')
+    out = interactive.animate_flow(straight_trajectory(steps=4), alt='Noise flowing onto "two moons"')
     assert re.search(r'<img alt="Noise flowing onto &quot;two moons&quot;" id="_anim_img', out.data)
-    assert "alt=" not in viz.animate_flow(straight_trajectory(steps=4)).data  # control: no alt asked, none added
-    box = viz.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=30, alt=lambda v: f"a line to {v}")
+    # control: no alt asked, none added
+    assert "alt=" not in interactive.animate_flow(straight_trajectory(steps=4)).data
+    box = interactive.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=30, alt=lambda v: f"a line to {v}")
     assert [panel.tooltip for panel in image_panels(box)] == ["a line to 1", "a line to 2"]
-    box = viz.path_slider([torch.randn(20, 2), torch.randn(20, 2)], times=[0.0, 1.0], size=1.0)
+    box = interactive.path_slider([torch.randn(20, 2), torch.randn(20, 2)], times=[0.0, 1.0], size=1.0)
     assert [panel.tooltip for panel in image_panels(box)] == [
         "samples of the probability path p_t at t = 0.00", "samples of the probability path p_t at t = 1.00"]
     with pytest.raises(TypeError, match="alt must be a str"):
-        viz.animate_flow(straight_trajectory(steps=4), alt=3)
+        interactive.animate_flow(straight_trajectory(steps=4), alt=3)
     plt.close("all")

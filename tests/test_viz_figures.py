@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fmbook import viz  # noqa: E402
+from fmbook import grids, viz  # noqa: E402
 
 
 def test_plot_samples_and_trajectories():
@@ -27,7 +27,7 @@ def test_velocity_field_quiver_uses_the_field():
 
 def test_path_histograms_grid():
     xs = [torch.randn(100, 2) for _ in range(3)]
-    fig = viz.plot_path_histograms([("a", xs), ("b", xs)], [0.0, 0.5, 1.0])
+    fig = grids.plot_path_histograms([("a", xs), ("b", xs)], [0.0, 0.5, 1.0])
     assert len(fig.axes) == 6
     plt.close("all")
 
@@ -38,4 +38,4 @@ def test_bad_input():
     with pytest.raises(ValueError, match="trajectory must have shape"):
         viz.plot_trajectories(torch.randn(5, 2))
     with pytest.raises(ValueError, match="rows must be"):
-        viz.plot_path_histograms([("a", [torch.randn(5, 2)])], [0.0, 1.0])
+        grids.plot_path_histograms([("a", [torch.randn(5, 2)])], [0.0, 1.0])

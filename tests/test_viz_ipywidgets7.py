@@ -1,4 +1,4 @@
-"""fmbook.viz's interactive figures work with ipywidgets 7 (no ``Stack``) as well as 8.
+"""fmbook.interactive: its figures work with ipywidgets 7 (no ``Stack``) as well as 8.
 
 An older Colab runtime imports ipywidgets 7 before the book's install cell runs; the figures
 must then fall back to one image that the kernel swaps. ipywidgets 7 is installed into a folder
@@ -18,11 +18,11 @@ PINS = Path(__file__).with_name("requirements-ipywidgets7.txt")
 
 CHECK = """
 import ipywidgets
-from fmbook import viz
+from fmbook import interactive
 assert ipywidgets.__version__.startswith("7."), ipywidgets.__version__
 assert not hasattr(ipywidgets, "Stack")
 for control in ("slider", "buttons"):
-    box = viz.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2, 3], control=control, dpi=30)
+    box = interactive.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2, 3], control=control, dpi=30)
     chooser, image = box.children
     pngs = []
     for index in (0, 2, 1):
@@ -57,8 +57,8 @@ def test_slider_figure_falls_back_to_a_kernel_switched_image_on_ipywidgets_7():
 
 def test_the_environment_itself_has_ipywidgets_8_and_its_stack():
     # The book is built with ipywidgets 8, whose Stack keeps every panel in the static page.
-    from fmbook import viz
+    from fmbook import interactive
 
     assert int(ipywidgets.__version__.split(".")[0]) >= 8
-    box = viz.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=30)
+    box = interactive.slider_figure(lambda ax, v: ax.plot([0, v]), [1, 2], dpi=30)
     assert type(box.children[1]).__name__ == "Stack" and len(box.children[1].children) == 2
