@@ -33,6 +33,16 @@ USED_IN = {
     "fmbook.ddpm": "Chapter 7 (DDPM) trains and samples the discrete-time diffusion model with this module.",
     "fmbook.exercises": "The graders of the readers' exercises: each chapter's exercise cells call the "
                         "``check_*`` functions of its submodule.",
+    "fmbook.grids": "Grids of images and densities: chapter 2's densities, chapter 3's path histograms, "
+                    "chapter 8's digits.",
+    "fmbook.guidance": "Chapter 8 (in practice) samples with classifier-free guidance through this module.",
+    "fmbook.interactive": "The animations and sliders of chapters 1, 3 and 5, which play in the static book.",
+    "fmbook.marginals": "The exact fields of a finite data set (velocity, score, log-density), against which "
+                        "chapters 1, 3, 5 and 6 check what a network learns.",
+    "fmbook.parameterizations": "Chapter 5 (affine Gaussian paths) converts between the velocity, x0, x1, noise "
+                                "and score parameterizations with this module.",
+    "fmbook.schedulers": "Chapter 5 (affine Gaussian paths) compares the schedulers of this module; chapter 3 "
+                         "uses the first of them, CondOT.",
     "fmbook.likelihood": "Chapter 2 (ODEs, flows and CNFs) computes exact log-likelihoods of a flow with this module.",
     "fmbook.losses": "Chapter 3 (flow matching) introduces the conditional flow-matching loss; "
                      "chapters 6 and 7 add the score and noise-prediction losses.",
