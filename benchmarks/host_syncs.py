@@ -59,16 +59,16 @@ def moons(callback, steps: int) -> None:
 def moons_conditional(callback, steps: int) -> None:
     x1, labels = data.sample_moons_with_labels(512, generator=0)
     model = models.ConditionalMLPVelocityField(dim=2, num_classes=2, width=64)
-    train.train_flow_matching(
-        model, x1, conditions=labels, p_uncond=0.1, steps=steps, batch_size=128, progress=False, callback=callback
+    train.train_conditional_flow_matching(
+        model, x1, labels, p_uncond=0.1, steps=steps, batch_size=128, progress=False, callback=callback
     )
 
 
 def digits(callback, steps: int) -> None:
     split = data.load_digits_split()
     model = models.UNet(in_channels=1, channels=16, num_classes=10)
-    train.train_flow_matching(
-        model, split.train_images, conditions=split.train_labels, p_uncond=0.1, steps=steps, batch_size=64,
+    train.train_conditional_flow_matching(
+        model, split.train_images, split.train_labels, p_uncond=0.1, steps=steps, batch_size=64,
         progress=False, callback=callback,
     )
 

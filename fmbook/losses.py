@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ._checks import as_time, check_batch, check_callable, check_same_shape
+from ._checks import as_generator, as_time, check_batch, check_callable, check_same_shape
 from .ddpm import DDPMSchedule, q_sample
 from .paths import AffinePath, CondOTScheduler, Scheduler, check_scheduler
 
@@ -148,30 +148,8 @@ def _check_model_dtype(model: object, x0: Tensor) -> None:
         )
 
 
-def cfm_loss(
-    model: nn.Module,
-    x0: Tensor,
-    x1: Tensor,
-    t: float | Tensor | None = None,
-    path: AffinePath | None = None,
-    divergence: Divergence = squared_euclidean,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    r"""The conditional flow-matching loss on one batch (Algorithm 3 of the notes).
-
-    Args:
-        model: the velocity field, called as ``model(x_t, t)``.
-        x0: source samples ``(B, ...)``, e.g. Gaussian noise.
-        x1: data samples of the same shape, paired with ``x0`` row by row.
-        t: times in [0, 1] (a float or ``(B,)``); drawn from U[0, 1] when None.
-        path: the affine path (CondOT when None).
-        divergence: ``D(target, prediction) -> (B,)``; squared Euclidean by default.
-        generator: random generator for ``t`` (optional).
-
-    Returns:
-        The scalar mean over the batch of ``D(dx_t, model(x_t, t))``.
-    """
-    check_callable(model, "model", "model(x_t, t)")
+def check_path_and_divergence(path: object, divergence: object) -> None:
+    """The checks of a CFM loss's ``path`` (None or anything with ``sample(x0, x1, t)``) and ``divergence``."""
     check_callable(divergence, "divergence", "divergence(target, prediction)")
     if path is not None and not callable(getattr(path, "sample", None)):
         # Any path with sample(x0, x1, t) -> PathSample will do (an AffinePath, or the curved
@@ -180,15 +158,57 @@ def cfm_loss(
             f"path must be an AffinePath such as AffinePath(CondOTScheduler()), or have a "
             f"sample(x0, x1, t) method, got {path!r}"
         )
+
+
+def cfm_loss(
+    model: nn.Module,
+    x0: Tensor,
+    x1: Tensor,
+    t: float | Tensor | None = None,
+    path: AffinePath | None = None,
+    divergence: Divergence = squared_euclidean,
+    generator: int | torch.Generator | None = None,
+) -> Tensor:
+    r"""The conditional flow-matching loss on one batch (chapter 3's training procedure).
+
+    Args:
+        model: the velocity field, called as ``model(x_t, t)``.
+        x0: source samples ``(B, ...)``, e.g. Gaussian noise.
+        x1: data samples of the same shape, paired with ``x0`` row by row.
+        t: times in [0, 1] (a float or ``(B,)``); drawn from U[0, 1] when None.
+        path: the affine path (CondOT when None).
+        divergence: ``D(target, prediction) -> (B,)``; squared Euclidean by default.
+        generator: the randomness of ``t``: an int seed, a ``torch.Generator`` or None (torch's global one).
+
+    Returns:
+        The scalar mean over the batch of ``D(dx_t, model(x_t, t))``.
+    """
+    check_callable(model, "model", "model(x_t, t)")
+    check_path_and_divergence(path, divergence)
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
-    _check_model_dtype(model, x0)
     if t is None:
-        t = torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
+        gen = as_generator(generator, device=x0.device)
+        t = torch.rand(x0.shape[0], generator=gen, device=x0.device, dtype=x0.dtype)
     else:
         t = as_time(t, x0.shape[0], x0)
-    path = path or AffinePath(CondOTScheduler())
+    return cfm_loss_of_checked_batch(model, x0, x1, t, path or AffinePath(CondOTScheduler()), divergence)
+
+
+def cfm_loss_of_checked_batch(
+    model: nn.Module, x0: Tensor, x1: Tensor, t: Tensor, path: AffinePath, divergence: Divergence
+) -> Tensor:
+    r"""The CFM loss :math:`\frac1B \sum_i D(\dot x_{t_i}, v_\theta(x_{t_i}, t_i))` of a batch whose values
+    were checked before: :func:`cfm_loss` without its value checks, for a training step.
+
+    It reads no tensor values (no ``isfinite``, no ``bool(tensor)``: on a GPU each would be a host
+    sync per step); it checks metadata only: the dtype of ``x0`` against the model's weights, and
+    the shapes of the model's output and of the divergence's. ``x0``, ``x1``: ``(B, ...)``;
+    ``t``: ``(B,)`` in [0, 1]. The training recipes of :mod:`fmbook.train` check their data once,
+    before the first step, and call this at every step.
+    """
+    _check_model_dtype(model, x0)
     sample = path.sample(x0, x1, t)
     prediction = model(sample.x_t, sample.t)
     if not isinstance(prediction, Tensor):

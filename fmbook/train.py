@@ -55,7 +55,7 @@ from ._checks import (
     check_seed,
     check_unit_interval,
 )
-from .losses import Divergence, cfm_loss, squared_euclidean
+from .losses import Divergence, cfm_loss_of_checked_batch, check_path_and_divergence, squared_euclidean
 from .paths import AffinePath, CondOTScheduler
 
 LossFunction = Callable[[nn.Module, int], Tensor]
@@ -789,7 +789,11 @@ def _flow_matching_loss(
     p_uncond: float = 0.0,
     null_condition: Tensor | None = None,
 ) -> LossFunction:
-    """The CFM loss of one step: draw the global batch, keep this process's rows (:func:`local_rows`)."""
+    """The CFM loss of one step: draw the global batch, keep this process's rows (:func:`local_rows`).
+
+    The data were checked once by the recipe; a step reads no tensor values (no host sync).
+    """
+    check_path_and_divergence(path, divergence)
 
     def loss_fn(net: nn.Module, step: int) -> Tensor:
         idx = torch.randint(0, data.shape[0], (batch_size,), device=device)
@@ -800,19 +804,14 @@ def _flow_matching_loss(
             x0 = source[torch.randint(0, source.shape[0], (batch_size,), device=device)]
         t = torch.rand(batch_size, device=device, dtype=x1.dtype)
         if conditions is None:
-            return cfm_loss(net, local_rows(x0), local_rows(x1), t=local_rows(t), path=path, divergence=divergence)
+            return cfm_loss_of_checked_batch(net, local_rows(x0), local_rows(x1), local_rows(t), path, divergence)
         c = conditions[idx]
         if p_uncond > 0:
             drop = torch.rand(batch_size, device=device) < p_uncond
             c = torch.where(drop.reshape(-1, *([1] * (c.ndim - 1))), null_condition.to(c), c)
         c = local_rows(c)
-        return cfm_loss(
-            lambda x, tt: net(x, tt, c),
-            local_rows(x0),
-            local_rows(x1),
-            t=local_rows(t),
-            path=path,
-            divergence=divergence,
+        return cfm_loss_of_checked_batch(
+            lambda x, tt: net(x, tt, c), local_rows(x0), local_rows(x1), local_rows(t), path, divergence
         )
 
     return loss_fn
