@@ -164,9 +164,12 @@ def diffusion_sde_of_scheduler(scheduler: Scheduler, t: TimeLike) -> tuple[Tenso
     """
     scheduler = check_scheduler(scheduler)
     a, s, da, ds = scheduler(_times(t))
-    if bool((a <= 0).any()):
-        raise ValueError("the diffusion SDE of a scheduler is undefined where alpha_t = 0 (e.g. t = 0 of CondOT)")
     rate = da / a
+    if bool((a <= 0).any()) or not bool(torch.isfinite(rate).all()):
+        raise ValueError(
+            "the diffusion SDE of a scheduler is undefined where alpha_t = 0 (e.g. t = 0 of CondOT), "
+            "and overflows where alpha_t is so close to 0 that d(alpha_t)/alpha_t is not finite"
+        )
     return -rate, torch.sqrt((2 * s * (s * rate - ds)).clamp_min(0))
 
 
