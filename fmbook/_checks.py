@@ -312,3 +312,15 @@ def check_labels(labels: object, count: int, name: str) -> list[str] | None:
     if isinstance(labels, str) or not hasattr(labels, "__len__") or len(labels) != count:
         raise ValueError(f"{name} must be a sequence of {count} labels, got {labels!r}")
     return [str(label) for label in labels]
+
+
+def check_cfm_path_and_divergence(path: object, divergence: object) -> None:
+    """The checks of a CFM loss's ``path`` (None or anything with ``sample(x0, x1, t)``) and ``divergence``."""
+    check_callable(divergence, "divergence", "divergence(target, prediction)")
+    if path is not None and not callable(getattr(path, "sample", None)):
+        # Any path with sample(x0, x1, t) -> PathSample will do (an AffinePath, or the curved
+        # path of chapter 4).
+        raise TypeError(
+            f"path must be an AffinePath such as AffinePath(CondOTScheduler()), or have a "
+            f"sample(x0, x1, t) method, got {path!r}"
+        )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ._checks import as_generator, as_time, check_batch, check_callable, check_same_shape
+from ._checks import as_generator, as_time, check_batch, check_callable, check_cfm_path_and_divergence, check_same_shape
 from .ddpm import DDPMSchedule, q_sample
 from .paths import AffinePath, CondOTScheduler, Scheduler, check_scheduler
 
@@ -148,18 +148,6 @@ def _check_model_dtype(model: object, x0: Tensor) -> None:
         )
 
 
-def check_path_and_divergence(path: object, divergence: object) -> None:
-    """The checks of a CFM loss's ``path`` (None or anything with ``sample(x0, x1, t)``) and ``divergence``."""
-    check_callable(divergence, "divergence", "divergence(target, prediction)")
-    if path is not None and not callable(getattr(path, "sample", None)):
-        # Any path with sample(x0, x1, t) -> PathSample will do (an AffinePath, or the curved
-        # path of chapter 4).
-        raise TypeError(
-            f"path must be an AffinePath such as AffinePath(CondOTScheduler()), or have a "
-            f"sample(x0, x1, t) method, got {path!r}"
-        )
-
-
 def cfm_loss(
     model: nn.Module,
     x0: Tensor,
@@ -184,7 +172,7 @@ def cfm_loss(
         The scalar mean over the batch of ``D(dx_t, model(x_t, t))``.
     """
     check_callable(model, "model", "model(x_t, t)")
-    check_path_and_divergence(path, divergence)
+    check_cfm_path_and_divergence(path, divergence)
     x0 = check_batch(x0, "x0")
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
@@ -193,10 +181,10 @@ def cfm_loss(
         t = torch.rand(x0.shape[0], generator=gen, device=x0.device, dtype=x0.dtype)
     else:
         t = as_time(t, x0.shape[0], x0)
-    return cfm_loss_of_checked_batch(model, x0, x1, t, path or AffinePath(CondOTScheduler()), divergence)
+    return _cfm_loss_of_checked_batch(model, x0, x1, t, path or AffinePath(CondOTScheduler()), divergence)
 
 
-def cfm_loss_of_checked_batch(
+def _cfm_loss_of_checked_batch(
     model: nn.Module, x0: Tensor, x1: Tensor, t: Tensor, path: AffinePath, divergence: Divergence
 ) -> Tensor:
     r"""The CFM loss :math:`\frac1B \sum_i D(\dot x_{t_i}, v_\theta(x_{t_i}, t_i))` of a batch whose values
@@ -318,7 +306,7 @@ def noise_prediction_loss(
     generator: torch.Generator | None = None,
     reduction: str = "mean",
 ) -> Tensor:
-    r"""The noise-prediction loss of DDPM in continuous time (Algorithm 4 of the notes):
+    r"""The noise-prediction loss of DDPM in continuous time (chapter 7):
 
     .. math:: \mathcal L(\theta) = \mathbb E\,\big\| \hat\varepsilon_\theta(\alpha_t X_1 + \sigma_t\varepsilon, t)
               - \varepsilon\big\|^2,

@@ -35,13 +35,14 @@ from torch import Tensor, nn
 from ._checks import (
     as_time,
     check_batch,
+    check_cfm_path_and_divergence,
     check_points,
     check_positive_float,
     check_positive_int,
     check_same_shape,
     check_tensor,
 )
-from .losses import Divergence, cfm_loss_of_checked_batch, check_path_and_divergence, squared_euclidean
+from .losses import Divergence, _cfm_loss_of_checked_batch, squared_euclidean
 from .paths import AffinePath, CondOTScheduler, CurvedPath
 from .solvers import solve_ode
 from .train import LossFunction, TrainResult, _check_device, fit
@@ -552,7 +553,7 @@ def coupled_cfm_loss(
     device = _check_device(device)
     data = data.to(device)
     source = source.to(device) if source is not None else None
-    check_path_and_divergence(path, divergence)
+    check_cfm_path_and_divergence(path, divergence)
     path = path or AffinePath(CondOTScheduler())
 
     def loss_fn(model: nn.Module, step: int) -> Tensor:
@@ -572,7 +573,7 @@ def coupled_cfm_loss(
             x0 = torch.cat([p[0] for p in pairs])
             x1 = torch.cat([p[1] for p in pairs])
         t = torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype)
-        return cfm_loss_of_checked_batch(model, x0, x1, t, path, divergence)
+        return _cfm_loss_of_checked_batch(model, x0, x1, t, path, divergence)
 
     return loss_fn
 

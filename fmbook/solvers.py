@@ -564,7 +564,7 @@ def _generator_for(generator: torch.Generator | int | None, x: Tensor) -> torch.
 
 
 def sde_drift(velocity: Velocity, score: Velocity, g: Diffusion) -> Velocity:
-    r"""The drift of the SDE that keeps the marginals of a flow (eq. 48 of the notes):
+    r"""The drift of the SDE that keeps the marginals of a flow (chapter 6, "One flow, many SDEs"):
 
     .. math:: b_t(x) = u_t(x) + \frac{g_t^2}{2}\nabla\log p_t(x),
 
@@ -710,7 +710,7 @@ def euler_maruyama(
     return_trajectory: bool = False,
 ) -> ODESolution:
     r"""Simulate :math:`dX_t = b_t(X_t)\,dt + g_t\,dW_t` by the Euler-Maruyama method
-    (Algorithm 2 of the notes): on a grid :math:`t_0 < t_1 < \dots`, with :math:`h = t_{n+1} - t_n`,
+    (chapter 6, "Sampling with Euler-Maruyama"): on a grid :math:`t_0 < t_1 < \dots`, with :math:`h = t_{n+1} - t_n`,
 
     .. math:: X_{t_{n+1}} = X_{t_n} + h\, b_{t_n}(X_{t_n}) + g_{t_n}\sqrt{h}\, z_n,
               \qquad z_n \sim \mathcal N(0, I).

@@ -1,7 +1,7 @@
 """The one training loop of the book, and what it takes to scale it up.
 
 :func:`fit` runs any loss; :func:`train_flow_matching` is the flow-matching recipe on top
-of it (Algorithm 3 of the notes), :func:`train_small_flow` its preset for 2-D data on a CPU,
+of it (chapter 3's training procedure), :func:`train_small_flow` its preset for 2-D data on a CPU,
 and :func:`train_conditional_flow_matching` its
 class- or image-conditional version with label dropout for classifier-free guidance.
 Everything runs unchanged on a CPU, a CUDA GPU or Apple MPS: the device is picked by
@@ -49,13 +49,14 @@ from tqdm.auto import tqdm
 from ._checks import (
     check_batch,
     check_callable,
+    check_cfm_path_and_divergence,
     check_points,
     check_positive_float,
     check_positive_int,
     check_seed,
     check_unit_interval,
 )
-from .losses import Divergence, cfm_loss_of_checked_batch, check_path_and_divergence, squared_euclidean
+from .losses import Divergence, _cfm_loss_of_checked_batch, squared_euclidean
 from .paths import AffinePath, CondOTScheduler
 
 LossFunction = Callable[[nn.Module, int], Tensor]
@@ -793,7 +794,7 @@ def _flow_matching_loss(
 
     The data were checked once by the recipe; a step reads no tensor values (no host sync).
     """
-    check_path_and_divergence(path, divergence)
+    check_cfm_path_and_divergence(path, divergence)
 
     def loss_fn(net: nn.Module, step: int) -> Tensor:
         idx = torch.randint(0, data.shape[0], (batch_size,), device=device)
@@ -804,13 +805,13 @@ def _flow_matching_loss(
             x0 = source[torch.randint(0, source.shape[0], (batch_size,), device=device)]
         t = torch.rand(batch_size, device=device, dtype=x1.dtype)
         if conditions is None:
-            return cfm_loss_of_checked_batch(net, local_rows(x0), local_rows(x1), local_rows(t), path, divergence)
+            return _cfm_loss_of_checked_batch(net, local_rows(x0), local_rows(x1), local_rows(t), path, divergence)
         c = conditions[idx]
         if p_uncond > 0:
             drop = torch.rand(batch_size, device=device) < p_uncond
             c = torch.where(drop.reshape(-1, *([1] * (c.ndim - 1))), null_condition.to(c), c)
         c = local_rows(c)
-        return cfm_loss_of_checked_batch(
+        return _cfm_loss_of_checked_batch(
             lambda x, tt: net(x, tt, c), local_rows(x0), local_rows(x1), local_rows(t), path, divergence
         )
 
@@ -865,7 +866,7 @@ def train_flow_matching(
     divergence: Divergence = squared_euclidean,
     **fit_kwargs: Any,
 ) -> TrainResult:
-    """Flow matching with independent coupling (Algorithm 3 of the notes).
+    """Flow matching with independent coupling (chapter 3's training procedure).
 
     At every step: draw ``batch_size`` data points ``x1`` from the rows of ``data``
     (with replacement), source points ``x0`` (standard Gaussian, or rows of ``source``),
