@@ -235,8 +235,8 @@ def check_point_clouds(
     b = check_points(b, names[1])
     if b.shape[1] != a.shape[1]:
         raise ValueError(
-            f"{names[0]} and {names[1]} must have the same dimension, got {names[0]} of shape "
-            f"{tuple(a.shape)} and {names[1]} of shape {tuple(b.shape)}"
+            f"{names[1]} must have {a.shape[1]} columns, as {names[0]} has ({names[0]} and {names[1]} must have "
+            f"the same dimension), got {names[0]} of shape {tuple(a.shape)} and {names[1]} of shape {tuple(b.shape)}"
         )
     if same_size:
         if a.shape[0] != b.shape[0]:

@@ -46,7 +46,7 @@ from ._checks import (
     check_positive_float,
     check_positive_int,
 )
-from .solvers import FIXED_STEP_METHODS, _check_grid, _integrate_fixed, solve_adaptive, time_grid
+from .solvers import ADAPTIVE_METHODS, FIXED_STEP_METHODS, _check_grid, _integrate_fixed, solve_adaptive, time_grid
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 LogDensity = Callable[[Tensor], Tensor]
@@ -55,8 +55,6 @@ LogDensity = Callable[[Tensor], Tensor]
 DIVERGENCES = ("exact", "hutchinson")
 #: The probe distributions of the Hutchinson estimator.
 PROBES = ("gaussian", "rademacher")
-#: The adaptive solvers of torchdiffeq accepted by :func:`log_prob`.
-ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun")
 
 
 def gaussian_log_prob(x: Tensor) -> Tensor:

@@ -23,26 +23,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
+from . import ot as transport
 from ._checks import (
     check_callable,
+    check_point_clouds,
     check_points,
     check_positive_float,
     check_positive_int,
     check_seed,
     check_tensor,
 )
+from .ot import _gaussian_w2_squared
 
 Metric = Callable[[Tensor, Tensor], float]
-
-
-def _pair(a: Tensor, b: Tensor, names: tuple[str, str] = ("a", "b")) -> tuple[Tensor, Tensor]:
-    a = check_points(a, names[0])
-    b = check_points(b, names[1], dim=a.shape[1])
-    return a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
 
 
 def slicing_directions(dim: int, n_directions: int = 128) -> Tensor:
@@ -78,7 +74,7 @@ def sliced_w2(a: Tensor, b: Tensor, n_directions: int = 128) -> float:
     :math:`L^2` distance between quantile functions (sorting); for ``n != m`` the quantile functions
     are compared at the midpoints of ``max(n, m)`` equal probability bins.
     """
-    a, b = _pair(a, b)
+    a, b = check_point_clouds(a, b, to_float64_cpu=True)
     return _sliced_w2_of_sorted(_sorted_projections(a, n_directions), _sorted_projections(b, n_directions))
 
 
@@ -101,15 +97,12 @@ def _sliced_w2_of_sorted(pa: np.ndarray, pb: np.ndarray) -> float:
 def exact_w2(a: Tensor, b: Tensor) -> float:
     """The 2-Wasserstein distance between the uniform empirical measures on ``a`` and ``b``.
 
-    Solved exactly as a linear program with POT's network simplex (``ot.emd2``) on the
-    squared Euclidean cost. Cost O(n^3) in practice: use up to a few thousand points.
+    The metric form (arguments ``a``, ``b``, uniform weights) of :func:`fmbook.ot.w2`, which
+    computes it: an exact linear program by POT's network simplex on the squared Euclidean
+    cost. Cost O(n^3) in practice: use up to a few thousand points.
     """
-    a, b = _pair(a, b)
-    cost = torch.cdist(a, b) ** 2
-    wa = np.full(a.shape[0], 1.0 / a.shape[0])
-    wb = np.full(b.shape[0], 1.0 / b.shape[0])
-    value = ot.emd2(wa, wb, cost.numpy(), numItermax=10_000_000)
-    return float(math.sqrt(max(float(value), 0.0)))
+    a, b = check_point_clouds(a, b, to_float64_cpu=True)
+    return transport.w2(a, b)
 
 
 def flow_w2_bound(fm_loss: float, lipschitz: float) -> float:
@@ -134,7 +127,7 @@ def flow_w2_bound(fm_loss: float, lipschitz: float) -> float:
 
 def median_bandwidth(a: Tensor, b: Tensor) -> float:
     """The median heuristic: the median distance between distinct points of ``a`` and ``b`` pooled."""
-    a, b = _pair(a, b)
+    a, b = check_point_clouds(a, b, to_float64_cpu=True)
     z = torch.cat([a, b])
     dist = torch.cdist(z, z)
     off_diagonal = dist[~torch.eye(z.shape[0], dtype=torch.bool)]
@@ -149,7 +142,7 @@ def mmd_rbf(a: Tensor, b: Tensor, bandwidth: float | None = None) -> float:
     returned as its square root. ``h`` is :func:`median_bandwidth` unless given, which makes
     the metric invariant to a common rescaling of both sets.
     """
-    a, b = _pair(a, b)
+    a, b = check_point_clouds(a, b, to_float64_cpu=True)
     if bandwidth is not None:
         check_positive_float(bandwidth, "bandwidth")
     h = median_bandwidth(a, b) if bandwidth is None else float(bandwidth)
@@ -360,7 +353,8 @@ class FloorReference:
             fresh, target = _floor_draws(sampler, n, self.seed, i)
             self.targets.append(target)
             if self._sorted_targets is not None:
-                self._sorted_targets.append(_sorted_projections(_pair(fresh, target)[1]))
+                checked = check_point_clouds(fresh, target, to_float64_cpu=True)[1]
+                self._sorted_targets.append(_sorted_projections(checked))
             floor_values.append(self._distance(fresh, i))
         self.floor_values = np.array(floor_values)
         self.floor = float(self.floor_values.mean())
@@ -369,7 +363,7 @@ class FloorReference:
         """``metric(samples, targets[i])``."""
         if self._sorted_targets is None:
             return self.metric(samples, self.targets[i])
-        a, _ = _pair(samples, self.targets[i])
+        a, _ = check_point_clouds(samples, self.targets[i], to_float64_cpu=True)
         return _sliced_w2_of_sorted(_sorted_projections(a), self._sorted_targets[i])
 
     def ratio(self, generate: Callable[[int, int], Tensor], repeats: int | None = None) -> FloorRatio:
@@ -425,27 +419,18 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
               + \operatorname{Tr}\big(\Sigma_a + \Sigma_b - 2 (\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2})^{1/2}\big),
 
     the squared 2-Wasserstein distance between :math:`\mathcal N(\mu_a, \Sigma_a)` and
-    :math:`\mathcal N(\mu_b, \Sigma_b)` (the formula of the FID, here in any feature space).
+    :math:`\mathcal N(\mu_b, \Sigma_b)` (the formula of the FID, here in any feature space), by the
+    computation of :func:`fmbook.ot.gaussian_w2`.
     Means and unbiased covariances are estimated from the rows; the result is returned as
     :math:`d^2` (the usual convention of the FID), computed in float64 with symmetric
     eigen-decompositions, and clamped at 0 against rounding.
     """
-    a, b = _pair(features_a, features_b, ("features_a", "features_b"))
+    a, b = check_point_clouds(features_a, features_b, ("features_a", "features_b"), to_float64_cpu=True)
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError(f"features_a and features_b need at least 2 rows each, got {a.shape[0]} and {b.shape[0]}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], a.shape[1]), torch.cov(b.T).reshape(b.shape[1], b.shape[1])
-    root_a = _psd_sqrt(cov_a)
-    cross = _psd_sqrt(root_a @ cov_b @ root_a)
-    value = ((mu_a - mu_b) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * torch.trace(cross)
-    return float(value.clamp_min(0))
-
-
-def _psd_sqrt(matrix: Tensor) -> Tensor:
-    """The square root of a symmetric positive semi-definite matrix (negative eigenvalues -> 0)."""
-    sym = 0.5 * (matrix + matrix.T)
-    eigenvalues, eigenvectors = torch.linalg.eigh(sym)
-    return (eigenvectors * eigenvalues.clamp_min(0).sqrt()) @ eigenvectors.T
+    return float(_gaussian_w2_squared(mu_a, cov_a, mu_b, cov_b).clamp_min(0))
 
 
 def nearest_neighbour_distances(samples: Tensor, reference: Tensor) -> Tensor:
