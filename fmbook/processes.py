@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ._checks import check_points, check_positive_float, check_positive_int
 from .paths import CondOTScheduler, Scheduler, check_scheduler, marginal_score, marginal_velocity
-from .solvers import FIXED_STEP_METHODS, solve_ode, time_grid
+from .solvers import FIXED_STEP_METHODS, euler_maruyama, solve_ode, time_grid
 
 
 def _check_pair(x0: Tensor, data: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,7 +69,7 @@ def simulate_marginal_diffusion(
     steps: int = 100,
     epsilon: float = 1.0,
     scheduler: Scheduler | None = None,
-    generator: torch.Generator | None = None,
+    generator: int | torch.Generator | None = None,
 ) -> Tensor:
     r"""Euler-Maruyama simulation of a diffusion with the marginals of the flow of ``data``.
 
@@ -88,27 +88,29 @@ def simulate_marginal_diffusion(
         steps: Euler-Maruyama steps from 0 to 1.
         epsilon: the strength of the Langevin term (>= 0; 0 gives the Euler flow).
         scheduler: the path (CondOT when None).
-        generator: random generator for the noise (on the device of ``x0``).
+        generator: the randomness of the noise: an int seed, a ``torch.Generator`` (on the device
+            of ``x0``) or None.
 
     Returns:
-        The trajectories ``(B, steps + 1, d)``.
+        The trajectories ``(B, steps + 1, d)``, by :func:`fmbook.solvers.euler_maruyama` with the
+        drift above and :math:`g_t = \sqrt{2\varepsilon}\,\sigma_t`.
     """
     x0, data = _check_pair(x0, data)
     check_positive_int(steps, "steps")
     epsilon = check_positive_float(epsilon, "epsilon", allow_zero=True)
     scheduler = CondOTScheduler() if scheduler is None else check_scheduler(scheduler)
-    grid = time_grid(steps).tolist()
-    x, states = x0, [x0]
-    for t, t_next in zip(grid[:-1], grid[1:]):
-        h = t_next - t
-        sigma = float(scheduler(t).sigma_t)
-        drift = marginal_velocity(x, t, data, scheduler)
-        if epsilon > 0:
-            drift = drift + epsilon * sigma**2 * marginal_score(x, t, data, scheduler)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        x = x + h * drift + math.sqrt(2 * epsilon * h) * sigma * noise
-        states.append(x)
-    return torch.stack(states, dim=1)
+
+    def drift(x: Tensor, t: Tensor) -> Tensor:
+        velocity = marginal_velocity(x, t, data, scheduler)
+        if epsilon == 0:
+            return velocity
+        sigma = scheduler(t).sigma_t.reshape(-1, *([1] * (x.ndim - 1)))
+        return velocity + epsilon * sigma**2 * marginal_score(x, t, data, scheduler)
+
+    def g(t: Tensor) -> Tensor:
+        return math.sqrt(2 * epsilon) * scheduler(t).sigma_t
+
+    return euler_maruyama(drift, x0, g, steps=steps, generator=generator, return_trajectory=True).trajectory
 
 
 def simulate_mixture_jumps(
