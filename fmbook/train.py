@@ -624,6 +624,54 @@ def fit(
     * any other exception (from ``loss_fn``, the callback or a checkpoint write) propagates
       with the training so far attached as its ``result`` attribute.
     """
+    checkpoint_path = _check_fit_arguments(
+        model, loss_fn, steps, lr, seed, ema_decay, cosine_decay, progress, description, amp,
+        checkpoint_path, checkpoint_every, resume, callback,
+    )
+    device = _check_device(device)
+    seed_everything(seed)
+    model.to(device).train()
+    state = _training_state(model, steps, lr, device, ema_decay, cosine_decay, amp, checkpoint_path, resume)
+    result = state.result
+    trained = nn.parallel.DistributedDataParallel(model) if is_distributed() else model
+
+    def checkpoint(step_done: int) -> None:
+        save_checkpoint(checkpoint_path, model, state.optimizer, state.scheduler, state.ema, step_done, steps,
+                        result.history)
+
+    bar = tqdm(range(state.start, steps), desc=description, disable=not progress or world()[0] != 0, leave=False)
+    began = time.perf_counter()
+    try:
+        for step in bar:
+            value = _training_step(trained, loss_fn, step, device, state)
+            if progress and step % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(result.history[-50:]):.4f}")
+            if checkpoint_every is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                checkpoint(step + 1)
+            if callback is not None:
+                callback(step, value, model)
+        if checkpoint_path is not None:
+            checkpoint(steps)
+    except KeyboardInterrupt:
+        _stop_on_interrupt(result, state.start, checkpoint_path, checkpoint)
+    except BaseException as error:
+        _attach_result(error, result)
+        raise
+    finally:
+        bar.close()
+        result.seconds = time.perf_counter() - began
+    model.eval()
+    if result.ema_model is not None:
+        result.ema_model.eval()
+    return result
+
+
+def _check_fit_arguments(
+    model: object, loss_fn: object, steps: object, lr: object, seed: object, ema_decay: object,
+    cosine_decay: object, progress: object, description: object, amp: object, checkpoint_path: object,
+    checkpoint_every: object, resume: object, callback: object,
+) -> Path | None:
+    """The argument checks of :func:`fit`, all before the first step; returns the checked checkpoint path."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
@@ -648,11 +696,26 @@ def fit(
         check_positive_int(checkpoint_every, "checkpoint_every")
     if (checkpoint_every is not None or resume) and checkpoint_path is None:
         raise ValueError("checkpoint_path must be given with checkpoint_every or resume=True")
-    if checkpoint_path is not None:
-        checkpoint_path = _check_checkpoint_path(checkpoint_path)
-    device = _check_device(device)
-    seed_everything(seed)
-    model.to(device).train()
+    return _check_checkpoint_path(checkpoint_path) if checkpoint_path is not None else None
+
+
+@dataclass
+class _TrainingState:
+    """What :func:`fit` updates at every step: the optimiser, its schedule, the EMA and the result."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    ema: AveragedModel | None
+    result: TrainResult
+    parameters: list[Tensor]
+    start: int = 0
+
+
+def _training_state(
+    model: nn.Module, steps: int, lr: float, device: torch.device, ema_decay: float | None, cosine_decay: bool,
+    amp: bool, checkpoint_path: Path | None, resume: bool,
+) -> _TrainingState:
+    """Adam (fused where torch has it), the cosine schedule, the EMA, and the state of a resumed run."""
     # fused: one kernel updates every parameter (on a CPU 4 times faster than a loop over tensors)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
     scheduler = (
@@ -662,75 +725,60 @@ def fit(
     )
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay else None
     result = TrainResult(model, ema.module if ema is not None else None, amp=amp and device.type == "cuda")
-    start = 0
+    state = _TrainingState(optimizer, scheduler, ema, result, [p for p in model.parameters() if p.requires_grad])
     if resume and Path(checkpoint_path).is_file():
         saved = load_checkpoint(checkpoint_path, model, optimizer, scheduler, ema)
         if saved.steps != steps:
             raise CheckpointError(
                 f"checkpoint {str(checkpoint_path)!r} was written by a run of steps={saved.steps}, not steps={steps}"
             )
-        start, result.history, result.start_step = saved.step, saved.history, saved.step
-    trained = nn.parallel.DistributedDataParallel(model) if is_distributed() else model
+        state.start, result.history, result.start_step = saved.step, saved.history, saved.step
+    return state
 
-    def checkpoint(step_done: int) -> None:
-        save_checkpoint(checkpoint_path, model, optimizer, scheduler, ema, step_done, steps, result.history)
 
-    bar = tqdm(range(start, steps), desc=description, disable=not progress or world()[0] != 0, leave=False)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    began = time.perf_counter()
-    try:
-        for step in bar:
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=result.amp):
-                loss = loss_fn(trained, step)
-            _check_loss(loss, step)
-            reported = _reported_loss(loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # The one host sync of the step, before the loss or its gradient can touch the weights.
-            value, gradient_norm = torch.stack([reported, _gradient_norm(parameters, reported)]).tolist()
-            if not math.isfinite(value):
-                optimizer.zero_grad(set_to_none=True)
-                raise NonFiniteLossError(
-                    f"the loss became {value} at step {step}; lower lr or check the data for NaN", result
-                )
-            if not math.isfinite(gradient_norm):
-                optimizer.zero_grad(set_to_none=True)
-                raise NonFiniteGradientError(
-                    f"the loss {value:.4g} at step {step} is finite but its gradient norm is {gradient_norm}; "
-                    "the step was not applied (look for a sqrt, log or division at 0 in the loss)",
-                    result,
-                )
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            result.history.append(value)
-            if progress and step % 50 == 0:
-                bar.set_postfix(loss=f"{np.mean(result.history[-50:]):.4f}")
-            if checkpoint_every is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                checkpoint(step + 1)
-            if callback is not None:
-                callback(step, value, model)
-        if checkpoint_path is not None:
-            checkpoint(steps)
-    except KeyboardInterrupt:
-        result.interrupted = True
-        done = len(result.history)
-        if checkpoint_path is not None and done > start:
-            checkpoint(done)  # the steps trained so far are on disk, whatever checkpoint_every says
-        saved = f"; the state of step {done} is in {str(checkpoint_path)!r}" if checkpoint_path is not None else ""
-        warnings.warn(f"training interrupted after {done} steps; returning the model so far{saved}", stacklevel=2)
-    except BaseException as error:
-        _attach_result(error, result)
-        raise
-    finally:
-        bar.close()
-        result.seconds = time.perf_counter() - began
-    model.eval()
-    if result.ema_model is not None:
-        result.ema_model.eval()
-    return result
+def _training_step(trained: nn.Module, loss_fn: LossFunction, step: int, device: torch.device,
+                   state: _TrainingState) -> float:
+    """One step of :func:`fit`: the loss, its gradient, one host sync, then the update; returns the loss.
+
+    A non-finite loss or gradient raises before the update touches the weights.
+    """
+    result, optimizer = state.result, state.optimizer
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=result.amp):
+        loss = loss_fn(trained, step)
+    _check_loss(loss, step)
+    reported = _reported_loss(loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # The one host sync of the step, before the loss or its gradient can touch the weights.
+    value, gradient_norm = torch.stack([reported, _gradient_norm(state.parameters, reported)]).tolist()
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"the loss became {value} at step {step}; lower lr or check the data for NaN", result)
+    if not math.isfinite(gradient_norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteGradientError(
+            f"the loss {value:.4g} at step {step} is finite but its gradient norm is {gradient_norm}; "
+            "the step was not applied (look for a sqrt, log or division at 0 in the loss)",
+            result,
+        )
+    optimizer.step()
+    if state.scheduler is not None:
+        state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update_parameters(result.model)
+    result.history.append(value)
+    return value
+
+
+def _stop_on_interrupt(result: TrainResult, start: int, checkpoint_path: Path | None,
+                       checkpoint: Callable[[int], None]) -> None:
+    """A KeyboardInterrupt: keep the steps trained so far, on disk too when a checkpoint path is given."""
+    result.interrupted = True
+    done = len(result.history)
+    if checkpoint_path is not None and done > start:
+        checkpoint(done)  # the steps trained so far are on disk, whatever checkpoint_every says
+    saved = f"; the state of step {done} is in {str(checkpoint_path)!r}" if checkpoint_path is not None else ""
+    warnings.warn(f"training interrupted after {done} steps; returning the model so far{saved}", stacklevel=3)
 
 
 def _check_loss(loss: object, step: int) -> None:
