@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ._checks import (
+    as_generator,
     check_batch,
     check_callable,
     check_finite_result,
@@ -44,6 +45,7 @@ from ._checks import (
     check_unit_interval,
 )
 from .paths import SIGMA_FLOOR, Scheduler, SchedulerOutput, convert
+from .solvers import Solution
 
 NoiseModel = Callable[[Tensor, Tensor], Tensor]
 
@@ -174,7 +176,10 @@ def q_sample(x_data: Tensor, k: Tensor, schedule: DDPMSchedule, noise: Tensor) -
 
 
 def forward_chain(
-    x_data: Tensor, schedule: DDPMSchedule, generator: torch.Generator | None = None, keep: list[int] | None = None
+    x_data: Tensor,
+    schedule: DDPMSchedule,
+    generator: int | torch.Generator | None = None,
+    keep: list[int] | None = None,
 ) -> dict[int, Tensor]:
     r"""Run the noising chain :math:`x_k = \sqrt{1-\beta_k} x_{k-1} + \sqrt{\beta_k}\varepsilon_k` step by step.
 
@@ -183,6 +188,7 @@ def forward_chain(
     """
     check_schedule(schedule)
     x = check_batch(x_data, "x_data")
+    generator = as_generator(generator, device=x.device)
     if keep is not None and (isinstance(keep, (str, bytes, Tensor)) or not hasattr(keep, "__iter__")):
         raise TypeError(f"keep must be None or a list of integer steps, got {type(keep).__name__}")
     keep = list(range(schedule.T + 1)) if keep is None else list(keep)
@@ -192,7 +198,7 @@ def forward_chain(
     out = {0: x} if 0 in keep_set else {}
     for k in range(1, schedule.T + 1):
         b = schedule.betas[k - 1].item()
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        eps = _noise(x, generator)
         x = math.sqrt(1 - b) * x + math.sqrt(b) * eps
         if k in keep_set:
             out[k] = x
@@ -235,22 +241,13 @@ class DiscreteVPScheduler(Scheduler):
         return f"DiscreteVPScheduler({self.schedule!r})"
 
 
-@dataclass
-class SamplerResult:
-    """The output of a DDPM sampler: end points ``x`` ``(B, ...)``, the NFE, and optionally the
-    states ``(B, S + 1, ...)`` after each step (batch first)."""
-
-    x: Tensor
-    nfe: int
-    trajectory: Tensor | None = None
-
-
 def _predict(model: NoiseModel, x: Tensor, k: int, T: int) -> Tensor:  # noqa: N803
     t = torch.full((x.shape[0],), 1 - k / T, dtype=x.dtype, device=x.device)
     return check_model_output(model(x, t), x.shape, "model(x, t)")
 
 
 def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise shaped like ``x``; ``generator`` already read by :func:`as_generator`."""
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
@@ -292,9 +289,9 @@ def ancestral_sample(
     x_T: Tensor,  # noqa: N803
     schedule: DDPMSchedule,
     variance: str = "beta",
-    generator: torch.Generator | None = None,
+    generator: int | torch.Generator | None = None,
     return_trajectory: bool = False,
-) -> SamplerResult:
+) -> Solution:
     r"""DDPM ancestral sampling (Ho et al. 2020, Algorithm 2): for k = T, ..., 1,
 
     .. math:: x_{k-1} = \frac{1}{\sqrt{1-\beta_k}}\Big(x_k - \frac{\beta_k}{\sqrt{1 - \bar\alpha_k}}
@@ -308,11 +305,11 @@ def ancestral_sample(
         x_T: the starting noise ``(B, ...)``.
         schedule: the beta schedule the model was trained with.
         variance: ``"beta"`` or ``"posterior"``.
-        generator: random generator for the injected noise.
+        generator: the randomness of the injected noise: an int seed, a ``torch.Generator`` or None.
         return_trajectory: also return the T + 1 states.
 
     Returns:
-        :class:`SamplerResult` with NFE = T. The end state is checked once: NaN or inf there raises a
+        :class:`~fmbook.solvers.Solution` with NFE = T. The end state is checked once: NaN or inf there raises a
         ValueError that names ``model``.
     """
     check_callable(model, "model", "model(x, t)")
@@ -321,6 +318,7 @@ def ancestral_sample(
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
     check_flag(return_trajectory, "return_trajectory")
     x = check_batch(x_T, "x_T")
+    generator = as_generator(generator, device=x.device)
     T = schedule.T  # noqa: N806
     states = [x] if return_trajectory else None
     for k in range(T, 0, -1):
@@ -329,7 +327,8 @@ def ancestral_sample(
         if states is not None:
             states.append(x)
     check_finite_result(x, "model", "the sample")
-    return SamplerResult(x, T, torch.stack(states, 1) if states is not None else None)
+    times = step_to_time(torch.arange(T, -1, -1), T)
+    return Solution(x, T, times, torch.stack(states, 1) if states is not None else None)
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:  # noqa: N803
@@ -387,9 +386,9 @@ def ddim_sample(
     schedule: DDPMSchedule,
     steps: int,
     eta: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: int | torch.Generator | None = None,
     return_trajectory: bool = False,
-) -> SamplerResult:
+) -> Solution:
     r"""DDIM sampling (Song, Meng and Ermon 2021, eq. 12) on the steps of :func:`ddim_timesteps`.
 
     From step :math:`k` to the earlier step :math:`j < k`, with :math:`\hat\varepsilon = \hat\varepsilon(x_k, t_k)`:
@@ -403,7 +402,7 @@ def ddim_sample(
     with the posterior variance when ``steps = T``.
 
     Returns:
-        :class:`SamplerResult` with NFE = ``steps``. The end state is checked once: NaN or inf there
+        :class:`~fmbook.solvers.Solution` with NFE = ``steps``. The end state is checked once: NaN or inf there
         raises a ValueError that names ``model``.
     """
     check_callable(model, "model", "model(x, t)")
@@ -411,6 +410,7 @@ def ddim_sample(
     check_positive_float(eta, "eta", allow_zero=True)
     check_flag(return_trajectory, "return_trajectory")
     x = check_batch(x_T, "x_T")
+    generator = as_generator(generator, device=x.device)
     ks = ddim_timesteps(schedule.T, steps)
     ab = schedule.alpha_bar
     states = [x] if return_trajectory else None
@@ -425,7 +425,8 @@ def ddim_sample(
         if states is not None:
             states.append(x)
     check_finite_result(x, "model", "the sample")
-    return SamplerResult(x, steps, torch.stack(states, 1) if states is not None else None)
+    times = step_to_time(torch.tensor(ks), schedule.T)
+    return Solution(x, steps, times, torch.stack(states, 1) if states is not None else None)
 
 
 def probability_flow_velocity(model: NoiseModel, scheduler: Scheduler) -> Callable[[Tensor, Tensor], Tensor]:

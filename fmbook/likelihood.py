@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import (
+    as_generator,
     as_time,
     broadcast_time,
     check_batch,
@@ -157,7 +158,7 @@ def exact_divergence(velocity: Velocity, x: Tensor, t: Tensor, create_graph: boo
 
 
 def draw_probes(
-    x: Tensor, n_probes: int = 1, probe: str = "gaussian", generator: torch.Generator | None = None
+    x: Tensor, n_probes: int = 1, probe: str = "gaussian", generator: int | torch.Generator | None = None
 ) -> Tensor:
     r"""Probe vectors for the Hutchinson estimator, ``(n_probes, B, ...)`` like ``x``.
 
@@ -171,8 +172,7 @@ def draw_probes(
     check_positive_int(n_probes, "n_probes")
     if not isinstance(probe, str) or probe not in PROBES:
         raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    generator = as_generator(generator, device=x.device)
     shape = (n_probes, *x.shape)
     if probe == "gaussian":
         return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -329,7 +329,7 @@ def integrate_log_density(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     source_log_prob: LogDensity | None = None,
-    generator: torch.Generator | None = None,
+    generator: int | torch.Generator | None = None,
     create_graph: bool = False,
 ) -> LogProbResult:
     r"""Solve the augmented ODE from t = 1 to t = 0 and return :math:`\log p_1(x)` with details.
@@ -348,7 +348,8 @@ def integrate_log_density(
         probe: ``"gaussian"`` or ``"rademacher"``.
         rtol, atol: tolerances of the adaptive methods.
         source_log_prob: :math:`\log p_0`, ``(B, ...) -> (B,)``; standard Gaussian when None.
-        generator: random generator for the probes (on the device of ``x``).
+        generator: the randomness of the probes: an int seed, a ``torch.Generator`` (on the device
+            of ``x``) or None.
         create_graph: keep the graph so that the result can be differentiated with respect
             to the model's parameters (maximum-likelihood training).
 

@@ -234,6 +234,7 @@ def _gaussian_path_sample(x0: Tensor, x1: Tensor, t, path, generator):
     x1 = check_batch(x1, "x1")
     check_same_shape(x0, x1, "x0", "x1")
     if t is None:
+        generator = as_generator(generator, device=x0.device)
         t = torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
     else:
         t = as_time(t, x0.shape[0], x0)
@@ -262,7 +263,7 @@ def denoising_score_matching_loss(
     x1: Tensor,
     t: float | Tensor | None = None,
     path: AffinePath | None = None,
-    generator: torch.Generator | None = None,
+    generator: int | torch.Generator | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     r"""The conditional (denoising) score-matching loss on a Gaussian path.
@@ -303,7 +304,7 @@ def noise_prediction_loss(
     x1: Tensor,
     t: float | Tensor | None = None,
     path: AffinePath | None = None,
-    generator: torch.Generator | None = None,
+    generator: int | torch.Generator | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     r"""The noise-prediction loss of DDPM in continuous time (chapter 7):
@@ -368,7 +369,7 @@ def ddpm_loss(
     schedule: DDPMSchedule,
     x0: Tensor | None = None,
     k: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: int | torch.Generator | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     r"""The discrete-time DDPM loss (Ho et al. 2020, Algorithm 1, "L_simple").
@@ -391,12 +392,13 @@ def ddpm_loss(
     if not isinstance(schedule, DDPMSchedule):
         raise TypeError(f"schedule must be a fmbook.ddpm.DDPMSchedule, got {type(schedule).__name__}")
     x1 = check_batch(x1, "x1")
+    gen = as_generator(generator, device=x1.device)
     if x0 is None:
-        x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        x0 = torch.randn(x1.shape, generator=gen, device=x1.device, dtype=x1.dtype)
     x0 = check_batch(x0, "x0")
     check_same_shape(x0, x1, "x0", "x1")
     if k is None:
-        k = torch.randint(1, schedule.T + 1, (x1.shape[0],), generator=generator, device=x1.device)
+        k = torch.randint(1, schedule.T + 1, (x1.shape[0],), generator=gen, device=x1.device)
     if not isinstance(k, Tensor) or k.dtype not in (torch.int32, torch.int64) or k.shape != (x1.shape[0],):
         raise ValueError(f"k must be an integer tensor of shape ({x1.shape[0]},)")
     if bool((k < 1).any()) or bool((k > schedule.T).any()):

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import check_points, check_positive_float, check_positive_int
+from ._checks import as_generator, check_points, check_positive_float, check_positive_int
 from .paths import CondOTScheduler, Scheduler, check_scheduler, marginal_score, marginal_velocity
 from .solvers import FIXED_STEP_METHODS, euler_maruyama, solve_ode, time_grid
 
@@ -114,7 +114,7 @@ def simulate_marginal_diffusion(
 
 
 def simulate_mixture_jumps(
-    x0: Tensor, data: Tensor, steps: int = 100, generator: torch.Generator | None = None
+    x0: Tensor, data: Tensor, steps: int = 100, generator: int | torch.Generator | None = None
 ) -> Tensor:
     r"""A jump process whose marginals are the mixture path :math:`p_t = (1 - t)P + tQ`.
 
@@ -129,13 +129,14 @@ def simulate_mixture_jumps(
         x0: source points ``(B, d)`` at t = 0.
         data: the target set ``(N, d)``.
         steps: grid steps from 0 to 1.
-        generator: random generator (on the device of ``x0``).
+        generator: an int seed, a ``torch.Generator`` (on the device of ``x0``) or None.
 
     Returns:
         The trajectories ``(B, steps + 1, d)`` (piecewise constant in time).
     """
     x0, data = _check_pair(x0, data)
     check_positive_int(steps, "steps")
+    generator = as_generator(generator, device=x0.device)
     grid = time_grid(steps).tolist()
     x, states = x0, [x0]
     jumped = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)

@@ -43,13 +43,16 @@ Step = Callable[[Velocity, Tensor, Tensor, Tensor], Tensor]
 
 
 @dataclass
-class ODESolution:
-    """The result of a solve.
+class Solution:
+    """What every solver and sampler of fmbook returns: the ODE solvers, Euler-Maruyama and the
+    DDPM and DDIM samplers (:mod:`fmbook.ddpm`).
 
     Attributes:
         x: the end points, shape ``(B, ...)``.
-        nfe: the number of velocity evaluations used (each on the whole batch).
-        times: the time grid, shape ``(T + 1,)``.
+        nfe: the number of evaluations of the network (velocity, drift or noise predictor), each
+            on the whole batch.
+        times: the grid of the book's times that the solve visited, shape ``(T + 1,)`` (float64;
+            for DDPM and DDIM the times :math:`t_k = 1 - k/T` of the steps, in the order visited).
         trajectory: the states on the grid, shape ``(B, T + 1, ...)`` (batch first), or None.
     """
 
@@ -256,7 +259,7 @@ def solve_ode(
     t0: float = 0.0,
     t1: float = 1.0,
     return_trajectory: bool = False,
-) -> ODESolution:
+) -> Solution:
     """Integrate ``dx/dt = velocity(x, t)`` with a hand-written fixed-step method.
 
     Give either ``steps`` (a uniform grid from ``t0`` to ``t1``) or ``t_grid`` (any strictly
@@ -272,7 +275,7 @@ def solve_ode(
         return_trajectory: also return the states on the grid, ``(B, T + 1, ...)``.
 
     Returns:
-        :class:`ODESolution` with the end points and the NFE (steps times evaluations per step).
+        :class:`Solution` with the end points and the NFE (steps times evaluations per step).
 
     The arguments are checked once, at the start; each evaluation's shape is checked (metadata, no
     host sync), and the end state once: NaN or inf there (from a velocity that returned them, or a
@@ -290,7 +293,7 @@ def solve_ode(
 
 def _integrate_fixed(
     velocity: Velocity, x: Tensor, grid: Tensor, method: str, return_trajectory: bool, culprit: str | None
-) -> ODESolution:
+) -> Solution:
     """:func:`solve_ode` on a checked grid; the end state is checked unless ``culprit`` is None
     (a loss inside a training loop, where :func:`fmbook.train.fit` checks the loss instead)."""
     grid = grid.to(device=x.device, dtype=torch.float64)
@@ -305,7 +308,7 @@ def _integrate_fixed(
     if culprit is not None:
         check_finite_result(x, culprit, "the solution at the end of the grid")
     trajectory = torch.stack(states, dim=1) if states is not None else None
-    return ODESolution(x, counted.nfe, grid, trajectory)
+    return Solution(x, counted.nfe, grid, trajectory)
 
 
 #: The adaptive (error-controlled) methods of torchdiffeq that :func:`solve_adaptive` accepts.
@@ -322,7 +325,7 @@ def solve_adaptive(
     method: str = "dopri5",
     t_eval: Tensor | None = None,
     max_steps: int | None = 2_000,
-) -> ODESolution:
+) -> Solution:
     """Integrate with an adaptive step-size solver of ``torchdiffeq`` (Dormand-Prince by default).
 
     The step size is chosen so that the estimated local error stays below
@@ -344,7 +347,7 @@ def solve_adaptive(
             float64) and fails a stiff one within seconds; None for no limit.
 
     Returns:
-        :class:`ODESolution`; ``trajectory`` is ``(B, T + 1, ...)`` when ``t_eval`` is given.
+        :class:`Solution`; ``trajectory`` is ``(B, T + 1, ...)`` when ``t_eval`` is given.
 
     A velocity that returns NaN or inf raises a ValueError that names it (torchdiffeq would shrink the
     step until it underflows); a field so stiff that the step size underflows a RuntimeError. The end
@@ -378,7 +381,7 @@ def solve_adaptive(
         raise _adaptive_failure(error, counted, method, rtol, atol, max_steps) from error
     check_finite_result(states[-1], "velocity", "the solution at the end time")
     trajectory = states.movedim(0, 1) if t_eval is not None else None
-    return ODESolution(states[-1], counted.nfe, grid, trajectory)
+    return Solution(states[-1], counted.nfe, grid, trajectory)
 
 
 def _adaptive_failure(
@@ -409,27 +412,29 @@ ADJOINT_FIXED_METHODS = ("euler", "midpoint", "rk4")
 
 
 @dataclass
-class AdjointSolution:
-    """What :func:`differentiable_solve` returns.
+class AdjointSolution(Solution):
+    """What :func:`differentiable_solve` returns: a :class:`Solution` whose ``x`` is differentiable
+    with respect to ``x0`` and the velocity's parameters (its gradients are computed by the adjoint,
+    backward, solve, or by backpropagation through the solver's operations when ``adjoint=False``),
+    and ``nfe`` counts the evaluations of the forward solve.
 
     Attributes:
-        x: the state at the end time, differentiable with respect to ``x0`` and the velocity's
-            parameters; its gradients are computed by the adjoint (backward) solve, or by
-            backpropagation through the solver's operations when ``adjoint=False``.
-        nfe_forward: evaluations of the velocity in the forward solve.
-        counter: counts every evaluation; after ``backward()``, ``counter.nfe - nfe_forward``
-            is the cost of the backward solve (:attr:`nfe_backward`).
+        counter: counts every evaluation; after ``backward()``, ``counter.nfe - nfe`` is the cost
+            of the backward solve (:attr:`nfe_backward`).
     """
 
-    x: Tensor
-    nfe_forward: int
-    counter: _CountingVelocity
+    counter: _CountingVelocity | None = None
+
+    @property
+    def nfe_forward(self) -> int:
+        """Evaluations of the velocity in the forward solve (``nfe``)."""
+        return self.nfe
 
     @property
     def nfe_backward(self) -> int:
         """Evaluations made since the forward solve (the adjoint solve, once ``backward()`` has run;
         0 without the adjoint, where backpropagation re-evaluates nothing)."""
-        return self.counter.nfe - self.nfe_forward
+        return self.counter.nfe - self.nfe
 
 
 def differentiable_solve(
@@ -505,7 +510,7 @@ def differentiable_solve(
         raise TypeError(f"adjoint must be True or False, got {adjoint!r}")
     solve = odeint_adjoint if adjoint else odeint
     states = solve(_Rhs(), x0, grid, rtol=rtol, atol=atol, method=method, options=options)
-    return AdjointSolution(states[-1], counted.nfe, counted)
+    return AdjointSolution(states[-1], counted.nfe, grid.detach().to(torch.float64), counter=counted)
 
 
 def saved_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
@@ -708,7 +713,7 @@ def euler_maruyama(
     t1: float = 1.0,
     generator: torch.Generator | int | None = None,
     return_trajectory: bool = False,
-) -> ODESolution:
+) -> Solution:
     r"""Simulate :math:`dX_t = b_t(X_t)\,dt + g_t\,dW_t` by the Euler-Maruyama method
     (chapter 6, "Sampling with Euler-Maruyama"): on a grid :math:`t_0 < t_1 < \dots`, with :math:`h = t_{n+1} - t_n`,
 
@@ -727,7 +732,7 @@ def euler_maruyama(
         return_trajectory: also return the states on the grid, ``(B, T + 1, ...)``.
 
     Returns:
-        :class:`ODESolution`; ``nfe`` counts the drift evaluations (one per step). The end state is
+        :class:`Solution`; ``nfe`` counts the drift evaluations (one per step). The end state is
         checked once: NaN or inf there raises a ValueError that names ``drift``.
     """
     check_flag(return_trajectory, "return_trajectory")
@@ -751,7 +756,7 @@ def euler_maruyama(
             states.append(x)
     check_finite_result(x, "drift (or g)", "the solution at the end of the grid")
     trajectory = torch.stack(states, dim=1) if states is not None else None
-    return ODESolution(x, counted.nfe, grid, trajectory)
+    return Solution(x, counted.nfe, grid, trajectory)
 
 
 def langevin_corrector(

@@ -47,6 +47,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ._checks import (
+    as_generator,
     check_batch,
     check_callable,
     check_cfm_path_and_divergence,
@@ -886,7 +887,7 @@ def logit_normal_density(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tens
 
 
 def logit_normal_times(
-    n: int, mean: float = 0.0, std: float = 1.0, generator: torch.Generator | None = None,
+    n: int, mean: float = 0.0, std: float = 1.0, generator: int | torch.Generator | None = None,
     device: str | torch.device | None = None,
 ) -> Tensor:
     r"""``n`` training times ``(n,)`` from the logit-normal law :func:`logit_normal_density`: the sigmoid of
@@ -898,9 +899,7 @@ def logit_normal_times(
         raise ValueError(f"mean must be a finite real number, got {mean!r}")
     if device is not None:
         device = _check_device(device)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    z = torch.randn(n, generator=generator, device=device)
+    z = torch.randn(n, generator=as_generator(generator, device=device), device=device)
     return torch.sigmoid(mean + std * z)
 
 
