@@ -316,7 +316,10 @@ def edm_loss_weight(sigma: Tensor | float, sigma_data: float = 0.5) -> Tensor:
     """
     sigma = _positive(sigma, "sigma")
     sd = check_positive_float(sigma_data, "sigma_data")
-    return (sigma**2 + sd**2) / (sigma * sd) ** 2
+    weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError("sigma must not be so close to 0 that the weight 1/sigma^2 overflows (a noise level > 0)")
+    return weight
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,12 +57,12 @@ def titles_of_the_toc(src: Path) -> list[str]:
     """The first heading of each page of the toc, as the page shows it (hand numbers and all)."""
     titles = []
     for path in build_pdf.toc_pages(src):
-        stem = src / path.removesuffix(".html")
-        if stem.with_suffix(".ipynb").exists():
-            cells = nbformat.read(stem.with_suffix(".ipynb"), as_version=4).cells
+        stem = str(src / path.removesuffix(".html"))  # not Path.with_suffix: "api/fmbook.ot" has a dot
+        if Path(stem + ".ipynb").exists():
+            cells = nbformat.read(stem + ".ipynb", as_version=4).cells
             text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
         else:
-            text = stem.with_suffix(".md").read_text()
+            text = Path(stem + ".md").read_text()
         titles.append(re.search(r"^#\s+(.+)$", text, re.M).group(1).strip())
     return titles
 
@@ -98,7 +98,9 @@ def test_the_contents_page_lists_every_part_with_its_first_page(book):
         first = reader.get_destination_page_number(item) + 1  # as a PDF viewer counts pages
         # the title's last word of plain letters, then its page number at the end of the same line
         # (the extracted text decomposes ligatures such as "fl"; CJK glyphs do not come back)
-        word = [w for w in unicodedata.normalize("NFKC", part.title).split() if re.fullmatch(r"[A-Za-z]+", w)][-1]
+        # (or a module's dotted name, the title of an API page)
+        words = unicodedata.normalize("NFKC", part.title).split()
+        word = [w for w in words if re.fullmatch(r"[A-Za-z][A-Za-z.]*", w)][-1]
         assert re.search(re.escape(word) + r"[^\n]*?\s" + str(first) + r"\s*$", contents, re.M), (part.title, first)
 
 
