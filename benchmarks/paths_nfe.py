@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from fmbook import data, metrics, models, paths, solvers, train
+from fmbook import data, metrics, models, paths, scaling, solvers, train
 
 N = 2000
 STEP_GRID = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -45,7 +45,7 @@ def main() -> None:
                 models.MLPVelocityField(2, 128, 4), train_set, steps=args.steps, batch_size=1024, lr=3e-3,
                 ema_decay=0.99, seed=0, progress=False, device=device, path=paths.AffinePath(sch),
             )
-            net = train.copy_to_cpu(result.sampling_model)
+            net = scaling.copy_to_cpu(result.sampling_model)
             start = scale[pname] * data.sample_gaussian(N, generator=7)
             with torch.no_grad():
                 ratios = [

@@ -15,7 +15,7 @@ chapter                                     modules
                                             :mod:`~fmbook.parameterizations`
 6. Score matching and SDE sampling          :mod:`~fmbook.solvers` (SDE steps), :mod:`~fmbook.losses`
 7. Denoising diffusion (DDPM)               :mod:`~fmbook.ddpm`, :mod:`~fmbook.conventions`
-8. Flow matching in practice                :mod:`~fmbook.guidance`, :mod:`~fmbook.train`,
+8. Flow matching in practice                :mod:`~fmbook.guidance`, :mod:`~fmbook.scaling`,
                                             ``python -m fmbook`` (``fmbook.__main__``)
 every chapter                               :mod:`~fmbook.metrics`, :mod:`~fmbook.viz`,
                                             :mod:`~fmbook.grids`, :mod:`~fmbook.interactive`,

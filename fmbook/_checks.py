@@ -8,8 +8,10 @@ where it was made rather than deep inside torch.
 from __future__ import annotations
 
 import math
+import random
 from typing import Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -324,3 +326,24 @@ def check_cfm_path_and_divergence(path: object, divergence: object) -> None:
             f"path must be an AffinePath such as AffinePath(CondOTScheduler()), or have a "
             f"sample(x0, x1, t) method, got {path!r}"
         )
+
+
+# Device choice and seeding: the ground floor of every training run.
+
+
+def default_device() -> torch.device:
+    """CUDA if available, then Apple MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (all devices); ``seed`` an int in [0, 2**32)."""
+    check_seed(seed, "seed")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

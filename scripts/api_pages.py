@@ -41,6 +41,8 @@ USED_IN = {
                         "chapters 1, 3, 5 and 6 check what a network learns.",
     "fmbook.parameterizations": "Chapter 5 (affine Gaussian paths) converts between the velocity, x0, x1, noise "
                                 "and score parameterizations with this module.",
+    "fmbook.scaling": "Chapter 8 (in practice) trains on several processes and resumes from checkpoints with "
+                      "this module, which fmbook.train.fit uses.",
     "fmbook.schedulers": "Chapter 5 (affine Gaussian paths) compares the schedulers of this module; chapter 3 "
                          "uses the first of them, CondOT.",
     "fmbook.likelihood": "Chapter 2 (ODEs, flows and CNFs) computes exact log-likelihoods of a flow with this module.",

@@ -45,22 +45,22 @@ from fmbook.models import MLPVelocityField  # noqa: E402
 
 MODULES = (
     "conventions", "data", "ddpm", "likelihood", "losses", "marginals", "metrics", "models", "ot", "parameterizations",
-    "paths", "processes", "schedulers", "solvers", "train", "guidance", "viz", "grids", "interactive", "exercises",
-    "__main__",
+    "paths", "processes", "schedulers", "scaling", "solvers", "train", "guidance", "viz", "grids", "interactive",
+    "exercises", "__main__",
 )
 
 #: Callables that cannot be driven by generic bad inputs, with the reason.
 EXEMPT: dict[str, str] = {
     "__main__.main": "the command line: parses sys.argv-style strings and trains for --steps; see tests/test_ddp.py",
-    "train.init_distributed": "joins a process group from environment variables; tested in tests/test_ddp.py",
-    "train.cleanup_distributed": "takes no argument and leaves a process group; tested in tests/test_ddp.py",
+    "scaling.init_distributed": "joins a process group from environment variables; tested in tests/test_ddp.py",
+    "scaling.cleanup_distributed": "takes no argument and leaves a process group; tested in tests/test_ddp.py",
     "train.fit": "runs a training loop; every argument's check is tested in tests/test_validation_train.py",
     "train.train_flow_matching": "trains for steps (2000 by default); checked in tests/test_validation_train.py",
     "train.train_conditional_flow_matching": "trains; its argument checks are in tests/test_validation_train.py",
     "ot.train_with_coupling": "trains (1000 steps by default); its loss's checks are fuzzed through coupled_cfm_loss",
     "metrics.train_digits_classifier": "trains a classifier for 600 steps; checked in tests/test_clear_errors.py",
-    "train.save_checkpoint": "writes files; bad paths and states are tested in tests/test_train_checkpoint.py",
-    "train.load_checkpoint": "reads files; corrupted and malicious checkpoints in tests/test_train_checkpoint.py",
+    "scaling.save_checkpoint": "writes files; bad paths and states are tested in tests/test_train_checkpoint.py",
+    "scaling.load_checkpoint": "reads files; corrupted and malicious checkpoints in tests/test_train_checkpoint.py",
     "exercises": "the checkers run a reader's function on seeded cases, some training a network for "
                  "seconds; a non-callable fn, a bad time limit and every kind of broken reader code are "
                  "tested in tests/test_exercises_runner.py and tests/test_exercises_ch*.py",
@@ -93,7 +93,7 @@ NO_VALUE_CHECKS: dict[str, str] = {
     "likelihood.hutchinson_divergence": _PER_STEP + " of the log-density ODE (log_prob checks its end state)",
     "guidance.combine_guidance": _PER_STEP + " (the guided velocity at every solver step)",
     "guidance.combine_guidance_ho_salimans": _PER_STEP + " (the guided prediction at every solver step)",
-    "train.local_rows": _PER_STEP + " (this process's rows of every batch under DDP)",
+    "scaling.local_rows": _PER_STEP + " (this process's rows of every batch under DDP)",
     "models.time_as_batch": _PER_STEP + " (the time input of every forward pass)",
 }
 
@@ -187,7 +187,7 @@ SPECIAL: dict[str, dict[str, Callable[[], Any]]] = {
                               .ConditionalMLPVelocityField(width=8, depth=1), "c": lambda: torch.tensor([0, 1])},
     "train.null_condition_of": {"model": lambda: importlib.import_module("fmbook.models")
                                 .ConditionalMLPVelocityField(width=8, depth=1), "like": lambda: torch.tensor([0, 1])},
-    "train.local_rows": {},
+    "scaling.local_rows": {},
     "metrics.digits_frechet_distance": {},
     "metrics.classifier_accuracy": {"labels": lambda: torch.tensor([0, 1, 2, 3])},
     "ot.reflow_coupling": {},

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fmbook import data, guidance, models, train
+from fmbook import data, guidance, models, scaling
 
 
 def test_digits_to_unit_range_refuses_values_outside_the_digits_range():
@@ -19,8 +19,8 @@ def test_digits_to_unit_range_refuses_values_outside_the_digits_range():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
 def test_init_distributed_refuses_cuda_without_cuda():
     with pytest.raises(ValueError, match="device 'cuda' was asked for, but CUDA is not available"):
-        train.init_distributed(device="cuda")
-    assert train.init_distributed(device="cpu").device == torch.device("cpu")  # control: the CPU is fine
+        scaling.init_distributed(device="cuda")
+    assert scaling.init_distributed(device="cpu").device == torch.device("cpu")  # control: the CPU is fine
 
 
 def _labelled_model():

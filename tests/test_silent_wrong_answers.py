@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from fmbook import ddpm, guidance, likelihood, losses, ot, paths, solvers, train
+from fmbook import ddpm, guidance, likelihood, losses, ot, paths, scaling, solvers
 from fmbook.models import ConditionalMLPVelocityField, MLPVelocityField, check_labels
 
 # --------------------------------------------------------------------------- exact marginal fields
@@ -178,7 +178,7 @@ STRING_FLAGS = [
     ("create_graph", lambda: likelihood.log_prob(lambda x, t: x, torch.ones(2, 2), method="euler", steps=2,
                                                  create_graph="no")),
     ("allow_null", lambda: check_labels(torch.tensor([0, 1]), 2, 2, allow_null="no")),
-    ("restore_rng", lambda: train.load_checkpoint("missing.pt", MLPVelocityField(), restore_rng="no")),
+    ("restore_rng", lambda: scaling.load_checkpoint("missing.pt", MLPVelocityField(), restore_rng="no")),
     ("adjoint", lambda: solvers.differentiable_solve(MLPVelocityField(width=4, depth=1), torch.ones(2, 2), steps=2,
                                                      method="euler", adjoint="no")),
 ]

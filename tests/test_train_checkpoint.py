@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from fmbook import data, models, train
+from fmbook import data, models, scaling, train
 
 
 def _loss_fn(x, interrupt_at=None):
@@ -51,15 +51,15 @@ def test_checkpoint_round_trip_and_weights_only(tmp_path):
     opt = torch.optim.Adam(model.parameters())
     model(torch.randn(4, 2), 0.3).sum().backward()
     opt.step()
-    path = train.save_checkpoint(tmp_path / "a.pt", model, opt, step=7, steps=9, history=[1.0, 0.5])
+    path = scaling.save_checkpoint(tmp_path / "a.pt", model, opt, step=7, steps=9, history=[1.0, 0.5])
     state = torch.load(path, weights_only=True)  # plain tensors and Python values only
-    assert state["format"] == train.CHECKPOINT_FORMAT and state["step"] == 7
+    assert state["format"] == scaling.CHECKPOINT_FORMAT and state["step"] == 7
     other = _model()
     with torch.no_grad():
         for p in other.parameters():
             p.zero_()
     opt2 = torch.optim.Adam(other.parameters())
-    saved = train.load_checkpoint(path, other, opt2)
+    saved = scaling.load_checkpoint(path, other, opt2)
     assert saved.step == 7 and saved.steps == 9 and saved.history == [1.0, 0.5]
     for a, b in zip(model.parameters(), other.parameters()):
         assert torch.equal(a, b)
@@ -67,32 +67,32 @@ def test_checkpoint_round_trip_and_weights_only(tmp_path):
 
 
 def test_truncated_file(tmp_path):
-    path = train.save_checkpoint(tmp_path / "a.pt", _model(), step=1)
+    path = scaling.save_checkpoint(tmp_path / "a.pt", _model(), step=1)
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
     model = _model(width=16)
     before = [p.clone() for p in model.parameters()]
-    with pytest.raises(train.CheckpointError, match="truncated or not a checkpoint"):
-        train.load_checkpoint(path, model)
+    with pytest.raises(scaling.CheckpointError, match="truncated or not a checkpoint"):
+        scaling.load_checkpoint(path, model)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_mismatched_model_and_other_files(tmp_path):
-    path = train.save_checkpoint(tmp_path / "a.pt", _model(width=16), step=1)
-    with pytest.raises(train.CheckpointError, match="does not match the model"):
-        train.load_checkpoint(path, _model(width=32))
+    path = scaling.save_checkpoint(tmp_path / "a.pt", _model(width=16), step=1)
+    with pytest.raises(scaling.CheckpointError, match="does not match the model"):
+        scaling.load_checkpoint(path, _model(width=32))
     with pytest.raises(ValueError, match="does not match the model"):  # CheckpointError is a ValueError
-        train.load_checkpoint(path, models.UNet(channels=8))
-    with pytest.raises(train.CheckpointError, match="holds no optimizer"):
-        train.load_checkpoint(path, _model(), torch.optim.Adam(_model().parameters()))
+        scaling.load_checkpoint(path, models.UNet(channels=8))
+    with pytest.raises(scaling.CheckpointError, match="holds no optimizer"):
+        scaling.load_checkpoint(path, _model(), torch.optim.Adam(_model().parameters()))
     torch.save({"weights": torch.zeros(3)}, tmp_path / "b.pt")
-    with pytest.raises(train.CheckpointError, match="not an fmbook checkpoint"):
-        train.load_checkpoint(tmp_path / "b.pt", _model())
-    with pytest.raises(train.CheckpointError, match="does not exist"):
-        train.load_checkpoint(tmp_path / "missing.pt", _model())
+    with pytest.raises(scaling.CheckpointError, match="not an fmbook checkpoint"):
+        scaling.load_checkpoint(tmp_path / "b.pt", _model())
+    with pytest.raises(scaling.CheckpointError, match="does not exist"):
+        scaling.load_checkpoint(tmp_path / "missing.pt", _model())
     (tmp_path / "c.pt").write_text("hello")
-    with pytest.raises(train.CheckpointError, match="truncated or not a checkpoint"):
-        train.load_checkpoint(tmp_path / "c.pt", _model())
+    with pytest.raises(scaling.CheckpointError, match="truncated or not a checkpoint"):
+        scaling.load_checkpoint(tmp_path / "c.pt", _model())
 
 
 class _Payload:
@@ -103,13 +103,13 @@ class _Payload:
 
 
 def test_files_with_arbitrary_objects_are_refused(tmp_path):
-    torch.save({"format": train.CHECKPOINT_FORMAT, "x": _Payload()}, tmp_path / "evil.pt", pickle_module=pickle)
-    with pytest.raises(train.CheckpointError, match="cannot be read"):
-        train.load_checkpoint(tmp_path / "evil.pt", _model())
+    torch.save({"format": scaling.CHECKPOINT_FORMAT, "x": _Payload()}, tmp_path / "evil.pt", pickle_module=pickle)
+    with pytest.raises(scaling.CheckpointError, match="cannot be read"):
+        scaling.load_checkpoint(tmp_path / "evil.pt", _model())
 
 
 def test_resuming_with_other_steps_is_refused(tmp_path):
     x = data.sample_moons(100, generator=0)
     train.fit(_model(), _loss_fn(x), 4, checkpoint_path=tmp_path / "a.pt", progress=False, device="cpu")
-    with pytest.raises(train.CheckpointError, match="steps=4, not steps=6"):
+    with pytest.raises(scaling.CheckpointError, match="steps=4, not steps=6"):
         train.fit(_model(), _loss_fn(x), 6, checkpoint_path=tmp_path / "a.pt", resume=True, progress=False)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fmbook import data, models, train
+from fmbook import data, models, scaling, train
 
 MOONS = data.sample_moons(300, generator=0)
 
@@ -142,7 +142,7 @@ def _saved(tmp_path, **changes):
     optimizer = torch.optim.Adam(model.parameters())
     model(torch.zeros(1, 2), torch.zeros(1)).sum().backward()
     optimizer.step()
-    path = train.save_checkpoint(tmp_path / "a.pt", model, optimizer, step=3, steps=9, history=[1.0, 0.5, 0.2])
+    path = scaling.save_checkpoint(tmp_path / "a.pt", model, optimizer, step=3, steps=9, history=[1.0, 0.5, 0.2])
     state = torch.load(path, weights_only=True)
     for key, value in changes.items():
         if value is KeyError:
@@ -185,8 +185,8 @@ def test_load_checkpoint_is_all_or_nothing(tmp_path, changes, message):
     optimizer = torch.optim.Adam(model.parameters())
     before = [p.clone() for p in model.parameters()]
     rng_before = torch.get_rng_state()
-    with pytest.raises(train.CheckpointError, match=message):
-        train.load_checkpoint(path, model, optimizer)
+    with pytest.raises(scaling.CheckpointError, match=message):
+        scaling.load_checkpoint(path, model, optimizer)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert optimizer.state_dict()["state"] == {}
     assert torch.equal(torch.get_rng_state(), rng_before)
@@ -200,10 +200,10 @@ def test_an_optimizer_over_other_parameters_is_refused_before_the_model_changes(
             p.mul_(-1.0)
     before = [p.clone() for p in model.parameters()]
     other = torch.optim.Adam(models.MLPVelocityField(dim=2, width=8, depth=1).parameters())
-    with pytest.raises(train.CheckpointError, match="does not match the optimizer"):
-        train.load_checkpoint(path, model, other)
+    with pytest.raises(scaling.CheckpointError, match="does not match the optimizer"):
+        scaling.load_checkpoint(path, model, other)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     # Negative control: the same file loads into a matching optimizer, and the model changes.
-    train.load_checkpoint(path, model, torch.optim.Adam(model.parameters()))
+    scaling.load_checkpoint(path, model, torch.optim.Adam(model.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert math.isfinite(sum(p.sum().item() for p in model.parameters()))

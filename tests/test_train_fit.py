@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from fmbook import data, models, train
+from fmbook import data, models, scaling, train
 from fmbook.losses import cfm_loss
 
 
@@ -129,16 +129,16 @@ def test_callback_sees_every_step():
 
 def test_local_rows_outside_a_process_group():
     x = torch.arange(6)
-    assert train.world() == (0, 1) and not train.is_distributed()
-    assert torch.equal(train.local_rows(x), x)
-    ctx = train.init_distributed()
+    assert scaling.world() == (0, 1) and not scaling.is_distributed()
+    assert torch.equal(scaling.local_rows(x), x)
+    ctx = scaling.init_distributed()
     assert ctx.world_size == 1 and ctx.is_main and ctx.device == train.default_device()
-    assert train.init_distributed(device="cpu").device == torch.device("cpu")  # chosen, not automatic
+    assert scaling.init_distributed(device="cpu").device == torch.device("cpu")  # chosen, not automatic
     with pytest.raises(ValueError, match=r"device must be 'cuda', 'mps', 'cpu' or None \(automatic\), got 'gpu'"):
-        train.init_distributed(device="gpu")
+        scaling.init_distributed(device="gpu")
 
 
 def test_init_distributed_under_torchrun_refuses_mps(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match=r"device 'mps' drives one GPU; several processes need device 'cuda' or 'cpu'"):
-        train.init_distributed(device="mps")
+        scaling.init_distributed(device="mps")
