@@ -16,7 +16,7 @@ in other variables; each function below is one translation, named after the pape
   :func:`book_from_karras`), the ODE of a denoiser in the book's time (:func:`karras_velocity`),
   the preconditioning and loss weight (:func:`edm_preconditioning`, :func:`edm_loss_weight`);
 * classifier-free guidance (Ho and Salimans 2022): their scale :math:`w` is the book's
-  :math:`w - 1` (:func:`~fmbook.train.guidance_scale_from_ho_salimans`, :func:`guidance_scale_to_ho_salimans`),
+  :math:`w - 1` (:func:`~fmbook.guidance.guidance_scale_from_ho_salimans`, :func:`guidance_scale_to_ho_salimans`),
   and their variance-preserving path indexed by the log-SNR (:func:`vp_coefficients_from_log_snr`);
 * rectified flow (Liu et al. 2022) and I-CFM (Tong et al. 2023): the linear interpolant, with
   Tong's optional constant noise (:func:`linear_interpolant`);
@@ -89,7 +89,7 @@ def song_vp_kernel(s: TimeLike, beta_min: float = 0.1, beta_max: float = 20.0) -
     :math:`T(s) = \int_0^s \beta = s\beta_{\min} + \tfrac{s^2}{2}(\beta_{\max} - \beta_{\min})`:
     :math:`m_s = e^{-T(s)/2}` and :math:`v_s = 1 - e^{-T(s)}`. Returns :math:`(m_s, \sqrt{v_s})`, each
     ``(B,)``, for ``s`` a float or a tensor in [0, 1]. At the book's time :math:`t = 1 - s` these are
-    the :math:`(\alpha_t, \sigma_t)` of :class:`fmbook.paths.VPScheduler`; Lipman et al. (2022) write
+    the :math:`(\alpha_t, \sigma_t)` of :class:`~fmbook.schedulers.VPScheduler`; Lipman et al. (2022) write
     the same :math:`m_s` as :math:`\alpha_s`, hence their :math:`\alpha_{1-t}`.
     """
     beta_min, beta_max = _check_range(beta_min, beta_max, "beta_min", "beta_max", strict=False)
@@ -102,7 +102,7 @@ def song_ve_noise_scale(s: TimeLike, sigma_min: float = 0.01, sigma_max: float =
     r"""The geometric noise scale :math:`\sigma(s) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^s` of the VE SDE.
 
     Song et al. (2021), ``s`` a float or a tensor in [0, 1]; returns ``(B,)``. At :math:`t = 1 - s`
-    it is the :math:`\sigma_t` of :class:`fmbook.paths.VEScheduler` (the VE path of Lipman et al. 2022).
+    it is the :math:`\sigma_t` of :class:`~fmbook.schedulers.VEScheduler` (the VE path of Lipman et al. 2022).
     """
     sigma_min, sigma_max = _check_range(sigma_min, sigma_max, "sigma_min", "sigma_max", strict=True)
     s = _times(s, "s")
@@ -159,7 +159,7 @@ def diffusion_sde_of_scheduler(scheduler: Scheduler, t: TimeLike) -> tuple[Tenso
 
     both evaluated at :math:`t = 1 - s`. Returns :math:`(f, g)`, each ``(B,)``; :math:`g` is the book's
     diffusion coefficient :math:`g_t` of the same path, and :math:`\tfrac12 g_t^2` is the coefficient
-    :math:`b_t` of the score in the probability-flow velocity (:func:`fmbook.paths.velocity_coefficients`).
+    :math:`b_t` of the score in the probability-flow velocity (:func:`~fmbook.parameterizations.velocity_coefficients`).
     Undefined where :math:`\alpha_t = 0` (a ValueError), e.g. at :math:`t = 0` of CondOT.
     """
     scheduler = check_scheduler(scheduler)
@@ -183,7 +183,7 @@ def ddpm_vp_limit(schedule: DDPMSchedule) -> tuple[float, float]:
 
     Song et al. (2021) take the limit of many steps with :math:`\beta(k/T) \approx T\beta_k`, so the
     schedule of Ho et al. (:math:`T = 1000`, :math:`\beta_k` from :math:`10^{-4}` to 0.02) becomes
-    :math:`\beta(s) = 0.1 + 19.9 s`, i.e. :class:`fmbook.paths.VPScheduler` ``(0.1, 20)``. Raises a
+    :math:`\beta(s) = 0.1 + 19.9 s`, i.e. :class:`~fmbook.schedulers.VPScheduler` ``(0.1, 20)``. Raises a
     ValueError for a schedule whose betas are not evenly spaced (only a linear schedule has a linear limit).
     """
     if not isinstance(schedule, DDPMSchedule):
@@ -242,7 +242,7 @@ def karras_from_book(x_t: Tensor, t: TimeLike, scheduler: Scheduler) -> tuple[Te
 def book_from_karras(x_hat: Tensor, sigma: Tensor, scheduler: Scheduler) -> tuple[Tensor, Tensor]:
     r"""The inverse of :func:`karras_from_book`: the time of noise level :math:`\sigma`, and :math:`\alpha_t\hat x`.
 
-    The time is found by :func:`fmbook.paths.time_at_snr` at the angle
+    The time is found by :func:`~fmbook.schedulers.time_at_snr` at the angle
     :math:`\operatorname{atan2}(\alpha_t, \sigma_t) = \operatorname{atan2}(1, \sigma)`, so every
     scheduler of the book (whose SNR increases with :math:`t`) can be used; ``sigma`` (``(B,)``, > 0)
     must lie in the scheduler's range of :math:`\sigma_t/\alpha_t`. ``x_hat``: ``(B, ...)``. Returns
@@ -330,7 +330,7 @@ def edm_loss_weight(sigma: Tensor | float, sigma_data: float = 0.5) -> Tensor:
 def guidance_scale_to_ho_salimans(w_book: float) -> float:
     r"""Ho and Salimans' guidance scale of the book's :math:`w`: :math:`w - 1`.
 
-    The inverse of :func:`~fmbook.train.guidance_scale_from_ho_salimans`.
+    The inverse of :func:`~fmbook.guidance.guidance_scale_from_ho_salimans`.
     """
     return _check_scale(w_book, "w_book") - 1.0
 
@@ -339,7 +339,7 @@ def vp_coefficients_from_log_snr(log_snr: Tensor) -> tuple[Tensor, Tensor]:
     r"""The variance-preserving path of log-SNR :math:`\lambda`: :math:`\alpha^2 = \mathrm{sigmoid}(\lambda)`.
 
     Ho and Salimans (2022) write :math:`z_\lambda = \alpha_\lambda x + \sigma_\lambda\varepsilon` with these
-    coefficients; their :math:`\lambda` is :func:`fmbook.paths.log_snr` of the book's time for any
+    coefficients; their :math:`\lambda` is :func:`~fmbook.schedulers.log_snr` of the book's time for any
     scheduler with :math:`\alpha_t^2 + \sigma_t^2 = 1`, and it increases towards the data. ``log_snr``: a
     floating-point tensor (any shape, finite); returns :math:`(\alpha, \sigma)` of its shape, computed
     as :math:`\sqrt{\mathrm{sigmoid}(\pm\lambda)}` so that both stay accurate for large :math:`|\lambda|`.

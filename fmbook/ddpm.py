@@ -215,7 +215,7 @@ class DiscreteVPScheduler(Scheduler):
     :math:`\dot\alpha_t = -\tfrac T2\,\alpha_t \log(1 - \beta_k)` on the interval of step k (a
     continuous-time rate :math:`\beta(s) = -T\log(1 - \beta_k) \approx T\beta_k`, as in Song et al. 2021).
     :math:`\dot\sigma_t = -\alpha_t\dot\alpha_t/\sigma_t` is exact wherever :math:`\sigma_t > 0`; at the
-    data end t = 1, where :math:`\sigma_1 = 0`, :data:`~fmbook.paths.SIGMA_FLOOR` replaces it.
+    data end t = 1, where :math:`\sigma_1 = 0`, :data:`~fmbook.schedulers.SIGMA_FLOOR` replaces it.
     """
 
     def __init__(self, schedule: DDPMSchedule) -> None:
@@ -433,9 +433,9 @@ def probability_flow_velocity(model: NoiseModel, scheduler: Scheduler) -> Callab
     r"""The velocity of the probability-flow ODE of a noise predictor on an affine Gaussian path.
 
     With :math:`\hat x_0 = \hat\varepsilon` and :math:`\hat x_1 = (x - \sigma_t\hat\varepsilon)/\alpha_t`,
-    :math:`u_t(x) = \dot\alpha_t \hat x_1 + \dot\sigma_t \hat\varepsilon` (:func:`fmbook.paths.convert`
+    :math:`u_t(x) = \dot\alpha_t \hat x_1 + \dot\sigma_t \hat\varepsilon` (:func:`~fmbook.parameterizations.convert`
     from ``"epsilon"`` to ``"velocity"`` with ``clamp=True``: a divisor is floored only where its magnitude
-    is below :func:`fmbook.paths.edge_floor`, so :math:`\alpha_t > 0` of a DDPM schedule is used exactly,
+    is below :func:`~fmbook.schedulers.edge_floor`, so :math:`\alpha_t > 0` of a DDPM schedule is used exactly,
     however small, e.g. :math:`\alpha_0 \approx 4.9\cdot10^{-5}` of the cosine schedule). Returns a callable
     ``velocity(x, t)`` for the ODE solvers of :mod:`fmbook.solvers`.
     """

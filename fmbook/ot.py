@@ -17,7 +17,7 @@ any device and return indices or tensors on the device of their inputs.
   independent, OT, entropic-OT or given ("paired") coupling of source and data.
 * :func:`reflow_coupling`: the coupling :math:`(X_0, \psi_1(X_0))` of a trained flow, the
   training pairs of rectified flow's *reflow* (Liu et al.).
-* :class:`CurvedPath`: a conditional path that bows away from the straight line, and
+* :class:`~fmbook.paths.CurvedPath`: a conditional path that bows away from the straight line, and
   :func:`curl_2d`, the curl of a planar velocity field by automatic differentiation.
 """
 
@@ -528,7 +528,7 @@ def coupled_cfm_loss(
             hundred points keep it cheap. The whole batch when None.
         reg: Sinkhorn regularisation, relative to the mean cost of the batch.
         divergence: the CFM divergence.
-        device: where the batches live (that of the model); :func:`fmbook.train.default_device` when None.
+        device: where the batches live (that of the model); ``default_device()`` when None.
     """
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")

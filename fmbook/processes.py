@@ -3,7 +3,7 @@ r"""Three incremental generators between the same source and target, with no tra
 All three are continuous-time Markov processes that start from samples of the source
 :math:`P = \mathcal N(0, I)` at t = 0 and end, at t = 1, with samples of a *finite* target
 :math:`Q`, uniform on the rows of ``data``. For a finite target the ideal velocity and score
-are known exactly (:func:`fmbook.paths.marginal_velocity`, :func:`fmbook.paths.marginal_score`),
+are known exactly (:func:`~fmbook.marginals.marginal_velocity`, :func:`~fmbook.marginals.marginal_score`),
 so every process can be simulated without a network:
 
 * a **flow** (deterministic, smooth): :math:`dX_t = u_t(X_t)\,dt` (:func:`simulate_marginal_flow`);

@@ -44,7 +44,7 @@ class CheckpointError(ValueError):
 def _check_device(device: object) -> torch.device:
     """``device`` (a str or a torch.device) as a torch.device that exists on this machine.
 
-    None gives the default training device (:func:`default_device`, or the process's GPU under DDP).
+    None gives the default training device (``default_device()``, or the process's GPU under DDP).
     """
     if device is None:
         return _training_device()
@@ -104,7 +104,7 @@ def init_distributed(backend: str | None = None, device: str | None = None) -> D
     """Join the process group that ``torchrun`` set up, or stand alone when not launched by it.
 
     ``torchrun`` exports ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address.
-    ``device`` is ``"cuda"``, ``"mps"``, ``"cpu"`` or None for :func:`default_device`; under
+    ``device`` is ``"cuda"``, ``"mps"``, ``"cpu"`` or None for ``default_device()``; under
     ``torchrun`` it is ``"cuda"`` (process ``LOCAL_RANK`` drives ``cuda:LOCAL_RANK``; the default
     when a GPU is present) or ``"cpu"``. The backend is NCCL on CUDA and gloo on the CPU, unless
     ``backend`` is given. Call :func:`cleanup_distributed` at the end.

@@ -621,10 +621,10 @@ def forward_sde_coefficients(scheduler: Scheduler, t: float | Tensor) -> Forward
     with the dots derivatives in the book's time t. For a variance-preserving path
     (:math:`\alpha_t^2 + \sigma_t^2 = 1`) this is :math:`f = -\beta/2`, :math:`g^2 = \beta`
     (Song et al. 2021). Note :math:`g^2/2` is the score coefficient of
-    :func:`fmbook.paths.velocity_from_score`.
+    :func:`~fmbook.parameterizations.velocity_from_score`.
 
     Args:
-        scheduler: a :class:`fmbook.paths.Scheduler`.
+        scheduler: a :class:`~fmbook.schedulers.Scheduler`.
         t: the book's times, a float or ``(B,)`` in [0, 1].
 
     Returns:
@@ -690,7 +690,7 @@ def probability_flow_drift(score: Velocity, scheduler: Scheduler) -> Velocity:
               = \frac{\dot\alpha_t}{\alpha_t}x + \Big(\sigma_t^2\frac{\dot\alpha_t}{\alpha_t}
               - \sigma_t\dot\sigma_t\Big)\nabla\log p_t(x),
 
-    the marginal velocity of Proposition 1 (:func:`fmbook.paths.velocity_from_score`).
+    the marginal velocity of Proposition 1 (:func:`~fmbook.parameterizations.velocity_from_score`).
     ``score(x, t)`` with ``x`` ``(B, ...)``, ``t`` ``(B,)``; returns a callable ``velocity(x, t)``.
     """
     check_callable(score, "score", "score(x, t)")

@@ -5,7 +5,7 @@ of it (chapter 3's training procedure), :func:`train_small_flow` its preset for 
 and :func:`train_conditional_flow_matching` its
 class- or image-conditional version with label dropout for classifier-free guidance.
 Everything runs unchanged on a CPU, a CUDA GPU or Apple MPS: the device is picked by
-:func:`default_device` unless given.
+``default_device()`` unless given.
 
 Scaling up (chapter 8):
 
@@ -16,12 +16,12 @@ Scaling up (chapter 8):
 * checkpoints: ``fit(..., checkpoint_path=..., checkpoint_every=...)`` saves the model, the
   optimizer, the learning-rate schedule, the EMA, the step, the loss history and the random
   generators; ``resume=True`` continues from the file and gives the same result as a run
-  that was never interrupted (:func:`save_checkpoint`, :func:`load_checkpoint`).
-* several GPUs: launched by ``torchrun``, :func:`init_distributed` joins the process group
+  that was never interrupted (:func:`~fmbook.scaling.save_checkpoint`, :func:`~fmbook.scaling.load_checkpoint`).
+* several GPUs: launched by ``torchrun``, :func:`~fmbook.scaling.init_distributed` joins the process group
   and :func:`fit` wraps the model in :class:`~torch.nn.parallel.DistributedDataParallel`.
   Every process draws the same *global* batch (same seed) and keeps its own slice
-  (:func:`local_rows`), so the loss curve is that of one process with the global batch.
-  ``torchrun --nproc_per_node=2 -m fmbook --data digits`` runs :func:`fmbook.__main__.main`.
+  (:func:`~fmbook.scaling.local_rows`), so the loss curve is that of one process with the global batch.
+  ``torchrun --nproc_per_node=2 -m fmbook --data digits`` runs ``fmbook.__main__.main``.
 
 
 """
@@ -201,11 +201,11 @@ def fit(
     Args:
         model: the network; it is moved to ``device``.
         loss_fn: returns the scalar loss of one mini-batch; it draws its own batch (under DDP,
-            its share of the global batch, see :func:`local_rows`).
+            its share of the global batch, see :func:`~fmbook.scaling.local_rows`).
         steps: number of optimisation steps (>= 1).
         lr: the learning rate of Adam (> 0).
         device: where to train, e.g. ``"cpu"``, ``"cuda:0"`` or a ``torch.device``; it must
-            exist on this machine. :func:`default_device` when None (under DDP the process's GPU).
+            exist on this machine. ``default_device()`` when None (under DDP the process's GPU).
         seed: an int in [0, 2**32) that seeds every generator before training, for reproducible runs
             (the same on every process, so that all draw the same global batch).
         ema_decay: keep an exponential moving average of the weights with this decay
@@ -214,7 +214,7 @@ def fit(
         progress: show a tqdm progress bar with the running loss.
         description: the label of the progress bar.
         amp: run ``loss_fn`` under bfloat16 autocast; only on CUDA, ignored elsewhere.
-        checkpoint_path: where to save the training state (see :func:`save_checkpoint`): every
+        checkpoint_path: where to save the training state (see :func:`~fmbook.scaling.save_checkpoint`): every
             ``checkpoint_every`` steps and at the end.
         checkpoint_every: save period in steps; None saves at the end only.
         resume: continue from ``checkpoint_path`` when the file exists (it must have been
@@ -456,7 +456,7 @@ def _flow_matching_loss(
     p_uncond: float = 0.0,
     null_condition: Tensor | None = None,
 ) -> LossFunction:
-    """The CFM loss of one step: draw the global batch, keep this process's rows (:func:`local_rows`).
+    """The CFM loss of one step: draw the global batch, keep this process's rows (:func:`~fmbook.scaling.local_rows`).
 
     The data were checked once by the recipe; a step reads no tensor values (no host sync).
     """

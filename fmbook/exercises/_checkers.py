@@ -50,7 +50,7 @@ def check_conditional_velocity(
     (for CondOT: :math:`(x_1 - x)/(1 - t)`), tested at ``t`` in [0, 0.95].
 
     Shapes: ``x0, x1, x`` ``(B, d)``, ``t`` ``(B,)``; returns ``(B, d)``.
-    Reference: :meth:`fmbook.paths.AffinePath.sample` and :func:`fmbook.paths.conditional_velocity`.
+    Reference: :meth:`fmbook.paths.AffinePath.sample` and :func:`~fmbook.parameterizations.conditional_velocity`.
     """
     scheduler = check_scheduler(scheduler)
     if form not in ("endpoints", "point"):
@@ -95,7 +95,7 @@ def check_score_from_velocity(
     is the predicted noise;
     for CondOT, :math:`(t v - x)/(1 - t)`. Tested at ``t`` in [0.05, 0.95] where it is defined.
     Shapes: ``v, x`` ``(B, d)``, ``t`` ``(B,)``; returns ``(B, d)``.
-    Reference: :func:`fmbook.paths.convert` from ``"velocity"`` to ``"score"``.
+    Reference: :func:`~fmbook.parameterizations.convert` from ``"velocity"`` to ``"score"``.
     """
     scheduler = check_scheduler(scheduler)
     g = generator(seed)
@@ -127,7 +127,7 @@ def check_marginal_velocity(
     the conditional velocities averaged with the posterior weights
     :math:`w_i(x) \propto \mathcal N(x; \alpha_t z_i, \sigma_t^2 I)`. Tested at ``t`` in [0, 0.95].
     Shapes: ``x`` ``(B, d)``, ``t`` ``(B,)``, ``data`` ``(N, d)``; returns ``(B, d)``.
-    Reference: :func:`fmbook.paths.marginal_velocity`.
+    Reference: :func:`~fmbook.marginals.marginal_velocity`.
     """
     scheduler = check_scheduler(scheduler)
     g = generator(seed)

@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 1, Generative modeling paradigms.
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 ====================================  ==========================================================
 checker                               the reader's function
@@ -87,7 +87,7 @@ def check_diffusion_drift(
     Reference: the claim itself. The residual of the Fokker-Planck equation
     :math:`\partial_t p_t + \nabla\cdot(p_t b_t) - \tfrac{g_t^2}{2}\Delta p_t` must vanish at every
     ``x``; :math:`\partial_t p_t` and :math:`\Delta p_t` come from autograd on the exact density
-    (:func:`fmbook.paths.marginal_log_density`), :math:`\nabla\cdot(p_t b_t)` from central
+    (:func:`~fmbook.marginals.marginal_log_density`), :math:`\nabla\cdot(p_t b_t)` from central
     differences of the reader's drift, at the few points of each case. Any drift with the
     marginals :math:`p_t` passes: in two dimensions it may differ from the one above by a field
     :math:`w` with :math:`\nabla\cdot(p_t w) = 0` (in one, :math:`p_t w` would have to be constant

@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 2, ODEs, flows and continuous normalizi
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 =========================================  =====================================================
 checker                                    the reader's function

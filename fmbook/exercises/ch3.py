@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 3, Flow matching and the CFM theorem.
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 The moons project of the chapter (Exercise 6.2 of the source notes) is checked in steps:
 

@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 4, Optimal transport and kinetic energy
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 =====================================  ===========================================================
 checker                                the reader's function
@@ -389,11 +389,11 @@ def check_curved_path(
     ``x0, x1`` ``(B, 2)``, ``t`` ``(B,)``, ``c`` a float (``amplitude``); returns two tensors ``(B, 2)``.
 
     Five cases: ``x_t`` at ``t = 0`` and ``t = 1`` (the noise ``x0`` and the data ``x1``); ``x_t`` at
-    random times against :class:`fmbook.ot.CurvedPath`; ``dx_t`` against central finite differences of
+    random times against :class:`~fmbook.paths.CurvedPath`; ``dx_t`` against central finite differences of
     the reader's own ``x_t`` in float64 (exact for a path quadratic in ``t``, so any missing term of the
     derivative shows); the CFM loss of a seeded network with the reader's ``(x_t, dx_t)`` against
     :func:`fmbook.losses.cfm_loss` with ``path=CurvedPath(c)``; and ``(x_t, dx_t)`` at a second amplitude
-    ``c + 1.5`` against :class:`fmbook.ot.CurvedPath`, since at the chapter's ``c = 1`` a missing factor
+    ``c + 1.5`` against :class:`~fmbook.paths.CurvedPath`, since at the chapter's ``c = 1`` a missing factor
     ``c`` (or ``c`` taken as 1) changes nothing.
     """
     if isinstance(amplitude, bool) or not isinstance(amplitude, (int, float)) or not math.isfinite(amplitude):

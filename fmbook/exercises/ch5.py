@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 5, Affine and Gaussian probability path
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 =======================================  ======================================================
 checker                                  the reader's function
@@ -82,7 +82,7 @@ def check_vp_conditional_velocity(
     (\alpha^{\mathrm D}(1-t)\,x - x_1)`. ``x, x1`` ``(B, d)`` float64, ``t`` ``(B,)`` in
     [0.02, 0.98], ``beta_min, beta_max`` floats; returns ``(B, d)``.
     Reference: the time derivative of the flow :math:`\psi_t(x_0) = \alpha_t x_1 + \sigma_t x_0`
-    at :math:`x = \psi_t(x_0)`, by autograd of :class:`fmbook.paths.VPScheduler`'s
+    at :math:`x = \psi_t(x_0)`, by autograd of :class:`~fmbook.schedulers.VPScheduler`'s
     :math:`\alpha_t, \sigma_t` (not of its derivatives, not of Theorem 3).
     """
     g = generator(seed)
@@ -133,7 +133,7 @@ def check_vp_eps_coefficients(
     Reference: the pair that turns noise into the path's velocity, :math:`\dot\alpha_t x_1 +
     \dot\sigma_t\varepsilon = a_t x_t + b_t\varepsilon`, i.e. :math:`a_t = \dot\alpha_t/\alpha_t`,
     :math:`b_t = \dot\sigma_t - \sigma_t a_t`, with :math:`\dot\alpha_t, \dot\sigma_t` by autograd
-    of :class:`fmbook.paths.VPScheduler`'s :math:`\alpha_t, \sigma_t`.
+    of :class:`~fmbook.schedulers.VPScheduler`'s :math:`\alpha_t, \sigma_t`.
     """
     g = generator(seed)
     cases = []
@@ -176,7 +176,7 @@ def check_velocity_from_x0(
 
     The second form of eq. (eq-param):
     :math:`u = \frac{\dot\alpha_t}{\alpha_t}x + (\dot\sigma_t - \sigma_t\frac{\dot\alpha_t}{\alpha_t})\hat x_0`,
-    with the coefficients of ``scheduler(t)`` (a :class:`fmbook.paths.SchedulerOutput`
+    with the coefficients of ``scheduler(t)`` (a :class:`~fmbook.schedulers.SchedulerOutput`
     ``(alpha_t, sigma_t, d_alpha_t, d_sigma_t)``). Tested on the cosine, CondOT, VP and polynomial
     schedulers at ``t`` in [0.05, 0.95]. ``x0_hat, x`` ``(B, d)``, ``t`` ``(B,)``; returns ``(B, d)``.
     Reference: a pair ``(x0, x1)`` with ``x = alpha_t x1 + sigma_t x0`` and ``x0_hat = x0`` (a

@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 6, Score matching and SDE sampling.
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 =======================================  ======================================================
 checker                                  the reader's function
@@ -60,7 +60,7 @@ def check_velocity_from_score(
     :math:`((1 - t)\nabla\log p_t(x) + x)/t`. Tested at ``t`` in [0.05, 0.95].
     Shapes: ``score, x`` ``(B, d)``, ``t`` ``(B,)``; returns ``(B, d)``.
     Reference: the exact marginal fields of a finite data set, the score
-    :func:`fmbook.paths.marginal_score` given, the velocity :func:`fmbook.paths.marginal_velocity`
+    :func:`~fmbook.marginals.marginal_score` given, the velocity :func:`~fmbook.marginals.marginal_velocity`
     (computed from the posterior mean, not from the score) expected.
     """
     scheduler = check_scheduler(scheduler)

@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 7, Denoising diffusion (DDPM).
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 ====================================  ==========================================================
 checker                               the reader's function
@@ -62,7 +62,7 @@ def check_vp_alpha(
     (Song et al. 2021; DDPM's :math:`\sqrt{\bar\alpha_k}` at :math:`t = 1 - k/T`). ``t``: float64
     tensor ``(B,)`` of book times in [0, 1] (1 = data); ``beta_min, beta_max``: floats. Returns
     ``(B,)``. Reference: the integral of the rate by the trapezoid rule (exact for a linear rate),
-    which :class:`fmbook.paths.VPScheduler` and :func:`fmbook.conventions.song_vp_kernel` also give.
+    which :class:`~fmbook.schedulers.VPScheduler` and :func:`fmbook.conventions.song_vp_kernel` also give.
     """
     g = generator(seed)
     cases = []
@@ -184,7 +184,7 @@ def check_ddim_step(
 
 
 def _measured_gain(scheduler: paths.Scheduler, t: Tensor, g: torch.Generator) -> Tensor:
-    """How much the velocity of :func:`fmbook.paths.convert` moves per unit change of the noise
+    """How much the velocity of :func:`~fmbook.parameterizations.convert` moves per unit change of the noise
     prediction, measured by perturbing it (the velocity is affine in it): ``(B,)``."""
     x = torch.randn(t.shape[0], 2, generator=g, dtype=torch.float64)
     eps = torch.randn(t.shape[0], 2, generator=g, dtype=torch.float64)
@@ -203,10 +203,10 @@ def check_velocity_noise_gain(
     :math:`u_t = \dot\alpha_t\hat x_1 + \dot\sigma_t\hat\varepsilon` is :math:`a_t x + b_t\hat\varepsilon`
     with :math:`b_t = \dot\sigma_t - \sigma_t\dot\alpha_t/\alpha_t`: an error :math:`\delta` of
     :math:`\hat\varepsilon` moves the velocity by :math:`b_t\delta`. ``scheduler`` is an
-    :class:`fmbook.paths.Scheduler` (``scheduler(t)`` gives ``alpha_t, sigma_t, d_alpha_t, d_sigma_t``),
+    :class:`~fmbook.schedulers.Scheduler` (``scheduler(t)`` gives ``alpha_t, sigma_t, d_alpha_t, d_sigma_t``),
     ``t`` a float64 tensor ``(B,)``; returns :math:`b_t`, shape ``(B,)``. Tested on DDPM schedules
     (:class:`fmbook.ddpm.DiscreteVPScheduler`, at the noise end t = 0 too), the VP and the CondOT path.
-    Reference: the measured response of :func:`fmbook.paths.convert` to a perturbed noise prediction.
+    Reference: the measured response of :func:`~fmbook.parameterizations.convert` to a perturbed noise prediction.
     """
     g = generator(seed)
     linear = ddpm.DiscreteVPScheduler(ddpm.linear_schedule(1000))

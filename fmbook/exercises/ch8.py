@@ -2,7 +2,7 @@ r"""Checkers of the exercises of chapter 8, Flow matching in practice.
 
 Each checker runs the reader's function on seeded random cases against an independent
 reference (see :mod:`fmbook.exercises._runner` for the time limit, the copies of the inputs and
-the "not attempted" verdict) and returns a :class:`~fmbook.exercises.CheckResult`.
+the "not attempted" verdict) and returns a :class:`~fmbook.exercises._runner.CheckResult`.
 
 =======================================  =======================================================
 checker                                  the reader's function
@@ -79,8 +79,8 @@ def check_class_log_posterior(
     differentiable in ``x``: its gradient is compared with
     :math:`\nabla\log p_t(x \mid c) - \nabla\log p_t(x)`, the guidance direction of chapter 8.
     References: the value as the total posterior weight of the class's points,
-    :math:`\sum_{i: y_i = c} w_i(x)` (:func:`fmbook.paths.posterior_weights`), and the gradient as the
-    difference of two :func:`fmbook.paths.marginal_score`.
+    :math:`\sum_{i: y_i = c} w_i(x)` (:func:`~fmbook.marginals.posterior_weights`), and the gradient as the
+    difference of two :func:`~fmbook.marginals.marginal_score`.
     """
     g = generator(seed)
     cases = []
@@ -142,10 +142,10 @@ def check_ho_salimans_guidance(
     Ho and Salimans (2022) guide noise predictions,
     :math:`\tilde\varepsilon = (1 + w_{\mathrm{HS}})\hat\varepsilon_c - w_{\mathrm{HS}}\hat\varepsilon_\varnothing`;
     the reader returns the velocity of the guided prediction on the affine path of ``scheduler``
-    (a :class:`fmbook.paths.Scheduler`) at ``x`` ``(B, d)`` and times ``t`` ``(B,)``. Shapes:
+    (a :class:`~fmbook.schedulers.Scheduler`) at ``x`` ``(B, d)`` and times ``t`` ``(B,)``. Shapes:
     ``eps_c, eps_u`` ``(B, d)``; ``w_hs`` a float; returns ``(B, d)``. Reference: the book's rule
     on the velocities, :func:`fmbook.guidance.combine_guidance` of the two converted velocities
-    (:func:`fmbook.paths.convert`) with the book's scale :math:`w = 1 + w_{\mathrm{HS}}`
+    (:func:`~fmbook.parameterizations.convert`) with the book's scale :math:`w = 1 + w_{\mathrm{HS}}`
     (:func:`fmbook.guidance.guidance_scale_from_ho_salimans`).
     """
     g = generator(seed)
